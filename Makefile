@@ -1,0 +1,44 @@
+# Two commands on a fresh machine (Debian/Ubuntu, Python 3.11, no conda):
+#   make lab    create .venv on first use, then open JupyterLab on the student notebooks in release/
+#   make test   create .venv on first use, then run the whole test suite
+# Both rebuild .venv when requirements.txt or pyproject.toml change.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+LAB_ARGS ?=
+# Everything below runs with the environment first on PATH (nbgrader runs `alembic` and kernels run `python` from PATH).
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: env lab test release check-release strip clean-env
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no python3 found; install Python 3.11 (Debian/Ubuntu: sudo apt install python3 python3-venv)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "error: Python 3.10 or newer is needed (3.11 recommended); found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "error: could not create a virtual environment; on Debian/Ubuntu: sudo apt install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	@touch $(STAMP)
+	@echo "environment ready in $(VENV)"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=release $(LAB_ARGS)
+
+test: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# Regenerate the student notebooks in release/ from source/ (run after editing source/, then commit both).
+release: $(STAMP)
+	$(BIN)/python -m autograder.release
+
+# Strip outputs and execution counts from source/ notebooks (keeps nbgrader metadata).
+strip: $(STAMP)
+	$(BIN)/python -m autograder.strip source
+
+clean-env:
+	rm -rf $(VENV)

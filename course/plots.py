@@ -1,0 +1,46 @@
+"""Plots the notebooks share. matplotlib is imported when a plot is drawn, not when ``course`` is."""
+
+
+def plot_grad_norms(cases, ax=None, title="Gradient norm per parameter"):
+    """Draw one horizontal bar per parameter and case: the L2 norm of its gradient, on a log axis.
+
+    Args:
+        cases: ``{case name: {parameter name: norm}}``, norms as non-negative floats. A parameter missing
+            from a case (its ``.grad`` was None) is drawn as the text "no grad" instead of a bar.
+        ax: a matplotlib Axes to draw on; a new figure is made when None.
+
+    Returns:
+        The Axes drawn on.
+    """
+    import matplotlib.pyplot as plt
+
+    if not cases:
+        raise ValueError("cases is empty: nothing to plot")
+    names = []
+    for norms in cases.values():
+        names += [n for n in norms if n not in names]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.45 * len(names) * len(cases) + 1.2))
+    height = 0.8 / len(cases)
+    positive = [v for norms in cases.values() for v in norms.values() if v > 0]
+    floor = min(positive) / 10 if positive else 1e-8  # where the log axis starts; zero norms sit here
+    top = max(positive) * 2 if positive else 1.0
+    for k, (case, norms) in enumerate(cases.items()):
+        color = f"C{k}"
+        rows = [(i + k * height, n) for i, n in enumerate(names)]
+        drawn = [(y, norms[n]) for y, n in rows if n in norms]
+        # bars start at the axis floor and end at the norm, so their right ends read true on the log axis
+        ax.barh([y for y, _ in drawn], [max(v - floor, 0.0) for _, v in drawn], height=height, left=floor,
+                label=case, color=color)
+        for y, n in rows:
+            if n not in norms or norms[n] == 0:
+                label = "no grad" if n not in norms else "0.0"
+                ax.text(floor * 1.15, y, label, va="center", fontsize=8, color=color)
+    ax.set_xscale("log")
+    ax.set_xlim(floor, top)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))], names)
+    ax.invert_yaxis()
+    ax.set_xlabel("‖grad‖₂ (log scale)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return ax

@@ -1,0 +1,33 @@
+"""Shared test setup: a headless matplotlib, the course's fast switch, and a timing report at the end."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Notebooks and nbgrader run in subprocesses: give them this interpreter's tools and the fast switch.
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["COURSE_FAST"] = "1"
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+_TIMINGS = []
+
+
+@pytest.fixture(scope="session")
+def record_timing():
+    """record_timing(label, seconds): printed in pytest's summary, so CI logs show how long things take."""
+
+    def record(label, seconds):
+        _TIMINGS.append((label, seconds))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _TIMINGS:
+        terminalreporter.section("timings (this machine)")
+        for label, seconds in _TIMINGS:
+            terminalreporter.write_line(f"{seconds:8.1f} s  {label}")

@@ -1,0 +1,124 @@
+"""Grade fixture submissions with the real nbgrader, in a scratch course, and read scores from the gradebook.
+
+A fixture submission is the released notebook with its solution cells filled in: by default with the
+source's own solutions (markers removed), then with the replacements, edits and deletions a case names.
+Tests then compare the gradebook's score of every graded cell with the case's expectation.
+"""
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder.course_dir import ROOT, nbgrader, scratch_course
+
+_MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
+
+
+@dataclass
+class Case:
+    """One fixture submission and the scores an honest grader gives it.
+
+    student: the student id (also the case's name in test reports).
+    replace: {solution cell grade_id: source} put in place of the reference solution.
+    edit: {locked cell grade_id: source}: the student edited a cell they should not have.
+    delete: grade_ids of cells the student deleted.
+    blank: submit the release as it is (no solutions at all).
+    expect: {grade cell grade_id: score}; every graded cell not named must earn full marks
+        (with blank=True, every cell not named must earn 0).
+    why: what the case stands for, shown when it fails.
+    """
+
+    student: str
+    why: str
+    replace: dict = field(default_factory=dict)
+    edit: dict = field(default_factory=dict)
+    delete: tuple = ()
+    blank: bool = False
+    expect: dict = field(default_factory=dict)
+
+    def expected(self, max_scores):
+        """{grade_id: expected score} for every grade cell, given {grade_id: max score}."""
+        unknown = set(self.expect) - set(max_scores)
+        if unknown:
+            raise KeyError(f"{self.student}: no graded cells named {sorted(unknown)}")
+        default = (lambda gid: 0.0) if self.blank else (lambda gid: max_scores[gid])
+        return {gid: float(self.expect.get(gid, default(gid))) for gid in max_scores}
+
+
+def strip_markers(source):
+    """The source of a solution cell as a student would write it: the nbgrader marker lines removed."""
+    return "\n".join(line for line in source.splitlines() if not _MARKER.match(line))
+
+
+def _grade_id(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def build_submission(case, assignment, root=ROOT):
+    """Return the notebook (NotebookNode) that student ``case.student`` hands in."""
+    release = nbformat.read(Path(root) / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+    if case.blank:
+        return release
+    source = nbformat.read(Path(root) / "source" / assignment / f"{assignment}.ipynb", as_version=4)
+    solutions = {_grade_id(c): strip_markers(c.source) for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    known = {_grade_id(c) for c in release.cells}
+    for gid in list(case.replace) + list(case.edit) + list(case.delete):
+        if gid not in known:
+            raise KeyError(f"{case.student}: no cell with grade_id {gid!r} in {assignment}")
+    cells = []
+    for cell in release.cells:
+        gid = _grade_id(cell)
+        if gid in case.delete:
+            continue
+        if gid in case.replace:
+            cell.source = case.replace[gid]
+        elif gid in solutions:
+            cell.source = solutions[gid]
+        if gid in case.edit:
+            cell.source = case.edit[gid]
+        cells.append(cell)
+    release.cells = cells
+    return release
+
+
+def submit(course, assignment, case, root=ROOT):
+    """Write the case's notebook to ``course/submitted/<student>/<assignment>/``."""
+    folder = Path(course) / "submitted" / case.student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(build_submission(case, assignment, root), folder / f"{assignment}.ipynb")
+
+
+def new_course(path, assignment, root=ROOT):
+    """A scratch course at ``path`` with ``assignment`` generated, so its gradebook holds the graded cells."""
+    course = scratch_course(path, root)
+    nbgrader(["generate_assignment", assignment, "--force"], cwd=course)
+    return course
+
+
+def autograde(course, assignment, extra_args=(), env=None):
+    """Run ``nbgrader autograde``; returns (seconds taken, nbgrader's combined output)."""
+    start = time.perf_counter()
+    proc = nbgrader(["autograde", assignment, "--force", *extra_args], cwd=course, env=env)
+    return time.perf_counter() - start, proc.stdout + proc.stderr
+
+
+def read_scores(course, assignment, students):
+    """{student: {grade_id: (score, max_score, needs_manual_grade)}} from the course's gradebook.
+
+    A student with no graded notebook in the gradebook maps to None.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    out = {}
+    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
+        for student in students:
+            try:
+                nb = gb.find_submission_notebook(assignment, assignment, student)
+            except MissingEntry:
+                out[student] = None
+                continue
+            out[student] = {g.name: (g.score, g.max_score, g.needs_manual_grade) for g in nb.grades}
+    return out
+

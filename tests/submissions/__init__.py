@@ -1,0 +1,1 @@
+"""Fixture submissions per assignment: realistic wrong answers, correct variants and cheats, with scores."""
