@@ -25,8 +25,11 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "environment ready in $(VENV)"
 
+# JupyterLab refuses to run as root unless told (containers, CI, some hubs): tell it only then.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=release $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=release $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -20,7 +20,7 @@ def plot_grad_norms(cases, ax=None, title="Gradient norm per parameter"):
     for norms in cases.values():
         names += [n for n in norms if n not in names]
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.45 * len(names) * len(cases) + 1.2))
+        _, ax = plt.subplots(figsize=(7, 0.2 * len(names) * len(cases) + 1.2))
     height = 0.8 / len(cases)
     positive = [v for norms in cases.values() for v in norms.values() if v > 0]
     floor = min(positive) / 10 if positive else 1e-8  # where the log axis starts; zero norms sit here

@@ -1,4 +1,4 @@
-"""Shared test setup: a headless matplotlib, the course's fast switch, and a timing report at the end."""
+"""Shared test setup: the course's fast switch, and a timing report at the end."""
 import os
 import sys
 from pathlib import Path
@@ -8,7 +8,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Notebooks and nbgrader run in subprocesses: give them this interpreter's tools and the fast switch.
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["COURSE_FAST"] = "1"
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")

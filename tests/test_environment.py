@@ -1,0 +1,77 @@
+"""requirements.txt and environment.yml describe one environment, and the running one satisfies it."""
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirements(lines):
+    reqs = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            req = Requirement(line)
+            name = canonicalize_name(req.name)
+            assert name not in reqs, f"{name} is listed twice"
+            reqs[name] = req.specifier
+    return reqs
+
+
+def pip_requirements():
+    return _requirements((ROOT / "requirements.txt").read_text().splitlines())
+
+
+def conda_environment():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "environment.yml should have exactly one pip: section"
+    conda = [d for d in deps if isinstance(d, str)]
+    return conda, _requirements(pip_sections[0])
+
+
+def test_environment_yml_names_the_same_packages_and_bounds():
+    """Binder/conda users get exactly the packages and version bounds that `make` installs."""
+    conda, pip_reqs = conda_environment()
+    reqs = pip_requirements()
+    assert set(pip_reqs) == set(reqs), (
+        f"only in environment.yml: {sorted(set(pip_reqs) - set(reqs))}; "
+        f"only in requirements.txt: {sorted(set(reqs) - set(pip_reqs))}"
+    )
+    for name, spec in reqs.items():
+        assert pip_reqs[name] == spec, f"{name}: requirements.txt says {spec or 'any'}, environment.yml {pip_reqs[name] or 'any'}"
+    assert "python=3.11" in conda and "pip" in conda
+
+
+def test_torch_and_torchvision_are_pinned_as_a_pair():
+    """torch and torchvision only import together in matching pairs: both must be pinned exactly."""
+    reqs = pip_requirements()
+    for name in ("torch", "torchvision"):
+        assert len(reqs[name]) == 1 and next(iter(reqs[name])).operator == "==", f"{name} must be pinned with =="
+
+
+def test_running_environment_satisfies_requirements():
+    """The environment the tests run in is the one requirements.txt describes (a stale .venv fails here)."""
+    problems = []
+    for name, spec in pip_requirements().items():
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{name} is not installed")
+            continue
+        public = version.split("+", 1)[0]  # torch reports 2.14.1+cu130: the local part is the build
+        if not spec.contains(public, prereleases=True):
+            problems.append(f"{name} {version} does not satisfy {spec}")
+    assert not problems, "; ".join(problems)
+
+
+def test_binder_installs_the_course_package():
+    """repo2docker builds environment.yml before copying the repository, so postBuild must install course/."""
+    post = (ROOT / "postBuild").read_text()
+    assert "pip install" in post and "-e ." in post
+    assert (ROOT / "postBuild").stat().st_mode & 0o111, "postBuild must be executable"
+    assert not (ROOT / "binder").exists(), "a binder/ folder makes repo2docker ignore the root environment.yml"
