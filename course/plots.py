@@ -44,3 +44,36 @@ def plot_grad_norms(cases, ax=None, title="Gradient norm per parameter"):
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return ax
+
+
+def plot_freeze_cost(rows, title="What freezing saves"):
+    """Two panels against the number of frozen groups: step time (forward and backward) and saved memory.
+
+    Args:
+        rows: list of dicts, one per number of frozen groups, with keys ``frozen`` (int), ``forward_s``,
+            ``backward_s`` (seconds) and ``saved_bytes`` (bytes), as ``course.measure.train_step_cost``
+            gives them plus ``frozen``; ``peak_bytes`` is drawn too where present (CUDA).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("rows is empty: nothing to plot")
+    k = [r["frozen"] for r in rows]
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_t.plot(k, [1e3 * r["forward_s"] for r in rows], "o-", label="forward")
+    ax_t.plot(k, [1e3 * r["backward_s"] for r in rows], "s-", label="backward")
+    ax_t.set_xlabel("groups frozen (from the input)")
+    ax_t.set_ylabel("milliseconds per step (median)")
+    ax_t.legend()
+    ax_m.plot(k, [r["saved_bytes"] / 2**20 for r in rows], "o-", label="saved for backward")
+    if all("peak_bytes" in r for r in rows):
+        ax_m.plot(k, [r["peak_bytes"] / 2**20 for r in rows], "s-", label="CUDA peak allocated")
+    ax_m.set_xlabel("groups frozen (from the input)")
+    ax_m.set_ylabel("MiB")
+    ax_m.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
