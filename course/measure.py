@@ -74,3 +74,17 @@ def _median(values):
     values = sorted(values)
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def optimizer_state_bytes(optimizer):
+    """Bytes of the tensors an optimizer keeps per parameter (Adam: ``exp_avg``, ``exp_avg_sq``; SGD: momentum).
+
+    Counts ``optimizer.state`` only, which fills on the first ``step()`` for parameters that had a gradient.
+    Returns an int.
+    """
+    return sum(
+        v.numel() * v.element_size()
+        for state in optimizer.state.values()
+        for v in state.values()
+        if torch.is_tensor(v)
+    )

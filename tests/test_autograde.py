@@ -55,9 +55,11 @@ def graded(tmp_path_factory, record_timing):
     return grade
 
 
-def _check(scores, case):
+def _check(scores, case, exercises):
     got = scores[case.student]
     assert got is not None, f"{case.student} was not graded"
+    cells = sorted(gid for ids in exercises.values() for gid in ids)
+    assert sorted(got) == cells, f"{case.student}: graded cells {sorted(got)}, expected {cells}"
     max_scores = {gid: mx for gid, (_, mx, _) in got.items()}
     want = case.expected(max_scores)
     manual = sorted(gid for gid, (_, _, needs) in got.items() if needs)
@@ -70,14 +72,14 @@ def _check(scores, case):
 def test_fixture_submission_scores(graded, name, case):
     """Each fixture submission gets exactly the per-cell scores an honest grader would give."""
     scores, _ = graded(name)
-    _check(scores, case)
+    _check(scores, case, MODULES[name].EXERCISES)
 
 
 @pytest.mark.parametrize("name", WITH_CONTROL)
 def test_warning_control_is_zeroed_without_ignore_pattern(graded, name):
     """Without IgnorePattern a warning on stderr zeroes the test cells: the course config is what prevents it."""
     scores, _ = graded(name)
-    _check(scores, MODULES[name].WARNING_CONTROL)
+    _check(scores, MODULES[name].WARNING_CONTROL, MODULES[name].EXERCISES)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
