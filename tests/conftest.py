@@ -30,3 +30,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("timings (this machine)")
         for label, seconds in _TIMINGS:
             terminalreporter.write_line(f"{seconds:8.1f} s  {label}")
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The folder holding the real Oxford-IIIT Pet subsets (pets-sample/, pets-3breeds/).
+
+    ``COURSE_TEST_DATA`` if set, else ``../shared/data`` beside the checkout. Tests that need the photos
+    fail with this message, rather than skip, when they are absent.
+    """
+    path = Path(os.environ.get("COURSE_TEST_DATA", ROOT.parent / "shared" / "data"))
+    if not (path / "pets-3breeds" / "oxford-iiit-pet" / "images").is_dir():
+        pytest.fail(
+            f"real pet photos not found under {path}: set COURSE_TEST_DATA to the folder that holds "
+            "pets-3breeds/ and pets-sample/ (in this project, ../shared/data beside the checkout)"
+        )
+    return path

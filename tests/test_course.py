@@ -119,3 +119,18 @@ def test_import_course_is_cheap():
     code = "import sys, course; print(sorted(m for m in ('matplotlib', 'torchvision', 'timm', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_plot_freeze_cost_has_time_and_memory_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course.plots import plot_freeze_cost
+
+    rows = [{"frozen": k, "forward_s": 0.01, "backward_s": 0.02 / (k + 1), "saved_bytes": 2**20 * (3 - k)} for k in range(3)]
+    fig = plot_freeze_cost(rows)
+    time_ax, mem_ax = fig.axes
+    assert len(time_ax.lines) == 2 and len(mem_ax.lines) == 1
+    assert list(mem_ax.lines[0].get_ydata()) == [3.0, 2.0, 1.0], "memory is drawn in MiB"
+    with pytest.raises(ValueError):
+        plot_freeze_cost([])
