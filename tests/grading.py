@@ -97,6 +97,14 @@ def new_course(path, assignment, root=ROOT):
     return course
 
 
+def add_students(course, students):
+    """Add students to the gradebook the nbgrader 0.9 way (``nbgrader db student import``; there is no
+    ``CourseDirectory.db_students`` any more)."""
+    roster = Path(course) / "students.csv"
+    roster.write_text("id,first_name,last_name,email\n" + "".join(f"{s},,,\n" for s in students))
+    nbgrader(["db", "student", "import", str(roster)], cwd=course)
+
+
 def autograde(course, assignment, extra_args=(), env=None):
     """Run ``nbgrader autograde``; returns (seconds taken, nbgrader's combined output)."""
     start = time.perf_counter()
