@@ -12,7 +12,7 @@ LAB_ARGS ?=
 # Everything below runs with the environment first on PATH (nbgrader runs `alembic` and kernels run `python` from PATH).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test release check-release strip clean-env
+.PHONY: env lab test browser release strip clean-env
 
 env: $(STAMP)
 
@@ -31,9 +31,18 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=release $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# The inspector's browser test drives Debian's Chromium. Installed here when running as root (CI);
+# otherwise the test says what to install.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: tests/test_inspector_browser.py needs Chromium: sudo apt install chromium"; fi; }
 
 # Regenerate the student notebooks in release/ from source/ (run after editing source/, then commit both).
 release: $(STAMP)

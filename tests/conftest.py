@@ -34,7 +34,7 @@ def pytest_terminal_summary(terminalreporter):
     if _TIMINGS:
         terminalreporter.section("timings (this machine)")
         for label, seconds in _TIMINGS:
-            terminalreporter.write_line(f"{seconds:8.1f} s  {label}")
+            terminalreporter.write_line(f"{seconds:9.3f} s  {label}")
 
 
 @pytest.fixture(scope="session")

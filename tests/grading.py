@@ -47,6 +47,19 @@ class Case:
         return {gid: float(self.expect.get(gid, default(gid))) for gid in max_scores}
 
 
+def wrong(student, why, cell, code, expect):
+    """A realistic wrong answer to one exercise: solution cell ``cell`` replaced by ``code``."""
+    return Case(student, why, replace={cell: code}, expect=expect)
+
+
+def reference_cases():
+    """The two cases every assignment has: its own solution (full marks) and the blank release (0)."""
+    return [
+        Case("solution", "the reference solution earns full marks"),
+        Case("blank", "the release as given earns 0 everywhere", blank=True),
+    ]
+
+
 def strip_markers(source):
     """The source of a solution cell as a student would write it: the nbgrader marker lines removed."""
     return "\n".join(line for line in source.splitlines() if not _MARKER.match(line))

@@ -5,7 +5,7 @@ grad_norms_hidden (2), params_reached_visible (1), params_reached_hidden (3): 10
 A case that names no score for a cell expects full marks there: a wrong answer to one exercise must
 cost that exercise's points and no others.
 """
-from tests.grading import Case
+from tests.grading import Case, reference_cases
 
 ASSIGNMENT = "01_layers"
 
@@ -169,8 +169,7 @@ def grad_norms(model):
 '''
 
 CASES = [
-    Case("solution", "the reference solution earns full marks"),
-    Case("blank", "the release as given earns 0 everywhere", blank=True),
+    *reference_cases(),
     Case(
         "correct_a",
         "correct answers written differently: ids over modules, linalg norm in float64, autograd.grad",

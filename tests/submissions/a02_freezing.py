@@ -4,7 +4,7 @@ Graded cells: freeze_visible (1), freeze_hidden (2), freeze_to_visible (1), free
 layer_groups_visible (1), layer_groups_hidden (2), changed_params_visible (1), changed_params_hidden (2):
 12 points. A case that names no score for a cell expects full marks there.
 """
-from tests.grading import Case
+from tests.grading import Case, reference_cases, wrong
 
 ASSIGNMENT = "02_freezing"
 
@@ -181,13 +181,8 @@ def changed_params(before, model):
 '''
 
 
-def _wrong(student, why, cell, code, expect):
-    return Case(student, why, replace={cell: code}, expect=expect)
-
-
 CASES = [
-    Case("solution", "the reference solution earns full marks"),
-    Case("blank", "the release as given earns 0 everywhere", blank=True),
+    *reference_cases(),
     Case(
         "correct_a",
         "correct answers written differently: Module.requires_grad_, an index set, coarse groups, any()",
@@ -208,28 +203,28 @@ CASES = [
             "changed_params_solution": CHANGED_TOLIST,
         },
     ),
-    _wrong("freeze_attribute", "module.requires_grad = False: a plain attribute, nothing frozen",
+    wrong("freeze_attribute", "module.requires_grad = False: a plain attribute, nothing frozen",
            "freeze_solution", FREEZE_ATTRIBUTE, {"freeze_visible": 0, "freeze_hidden": 0}),
-    _wrong("freeze_children_only", "loops over children: a layer's own parameters are never frozen",
+    wrong("freeze_children_only", "loops over children: a layer's own parameters are never frozen",
            "freeze_solution", FREEZE_CHILDREN_ONLY, {"freeze_hidden": 0}),
-    _wrong("freeze_with_eval", "freeze() also calls eval(): freezing is not evaluation mode",
+    wrong("freeze_with_eval", "freeze() also calls eval(): freezing is not evaluation mode",
            "freeze_solution", FREEZE_WITH_EVAL, {"freeze_hidden": 0}),
-    _wrong("freeze_to_never_unfreezes", "freezes groups[:n] but never unfreezes groups[n:]",
+    wrong("freeze_to_never_unfreezes", "freezes groups[:n] but never unfreezes groups[n:]",
            "freeze_to_solution", FREEZE_TO_NEVER_UNFREEZES, {"freeze_to_visible": 0, "freeze_to_hidden": 0}),
-    _wrong("freeze_to_index_compare", "compares i < n: a negative n freezes nothing",
+    wrong("freeze_to_index_compare", "compares i < n: a negative n freezes nothing",
            "freeze_to_solution", FREEZE_TO_INDEX_COMPARE, {"freeze_to_visible": 0, "freeze_to_hidden": 0}),
-    _wrong("freeze_to_modulo", "n % len(groups): n equal to or beyond the length wraps around",
+    wrong("freeze_to_modulo", "n % len(groups): n equal to or beyond the length wraps around",
            "freeze_to_solution", FREEZE_TO_MODULO, {"freeze_to_hidden": 0}),
-    _wrong("groups_all_children", "list(model.children()): relu, maxpool and avgpool are groups without parameters",
+    wrong("groups_all_children", "list(model.children()): relu, maxpool and avgpool are groups without parameters",
            "layer_groups_solution", GROUPS_ALL_CHILDREN, {"layer_groups_hidden": 0}),
-    _wrong("groups_no_bn1", "forgets the stem's BatchNorm: bn1 is in no group",
+    wrong("groups_no_bn1", "forgets the stem's BatchNorm: bn1 is in no group",
            "layer_groups_solution", GROUPS_NO_BN1, {"layer_groups_visible": 0, "layer_groups_hidden": 0}),
-    _wrong("groups_head_merged", "puts fc in one group with layer4: the head cannot be trained alone",
+    wrong("groups_head_merged", "puts fc in one group with layer4: the head cannot be trained alone",
            "layer_groups_solution", GROUPS_HEAD_MERGED, {"layer_groups_hidden": 0}),
-    _wrong("changed_allclose", "torch.allclose: small changes pass for no change",
+    wrong("changed_allclose", "torch.allclose: small changes pass for no change",
            "changed_params_solution", CHANGED_ALLCLOSE, {"changed_params_hidden": 0}),
-    _wrong("changed_snapshot_order", "returns names in the snapshot's order",
+    wrong("changed_snapshot_order", "returns names in the snapshot's order",
            "changed_params_solution", CHANGED_SNAPSHOT_ORDER, {"changed_params_hidden": 0}),
-    _wrong("changed_by_sum", "compares sums: changes that cancel out are missed",
+    wrong("changed_by_sum", "compares sums: changes that cancel out are missed",
            "changed_params_solution", CHANGED_BY_SUM, {"changed_params_hidden": 0}),
 ]

@@ -4,7 +4,7 @@ Graded cells: trainable_params (1 + 2), make_optimizer (1 + 2), even_mults (1 + 
 discriminative_param_groups (1 + 2), audit_optimizer (1 + 2): 14 points. A case that names no score for a
 cell expects full marks there.
 """
-from tests.grading import Case
+from tests.grading import Case, reference_cases, wrong
 
 ASSIGNMENT = "03_optimizer"
 
@@ -239,13 +239,8 @@ def audit_optimizer(model, optimizer):
 '''
 
 
-def _wrong(student, why, cell, code, expect):
-    return Case(student, why, replace={cell: code}, expect=expect)
-
-
 CASES = [
-    Case("solution", "the reference solution earns full marks"),
-    Case("blank", "the release as given earns 0 everywhere", blank=True),
+    *reference_cases(),
     Case(
         "correct_a",
         "correct answers written differently: filter(), module types, np.geomspace, even_mults, identity tests",
@@ -268,33 +263,33 @@ CASES = [
             "audit_optimizer_solution": AUDIT_TENSOR_SET,
         },
     ),
-    _wrong("trainable_generator", "returns a generator, which an optimizer consumes once",
+    wrong("trainable_generator", "returns a generator, which an optimizer consumes once",
            "trainable_params_solution", TRAINABLE_GENERATOR, {"trainable_params_visible": 0, "trainable_params_hidden": 0}),
-    _wrong("trainable_per_module", "collects each module's own parameters: a tied weight twice",
+    wrong("trainable_per_module", "collects each module's own parameters: a tied weight twice",
            "trainable_params_solution", TRAINABLE_PER_MODULE, {"trainable_params_hidden": 0}),
-    _wrong("trainable_detached", "returns detached copies, which an optimizer would update instead of the model",
+    wrong("trainable_detached", "returns detached copies, which an optimizer would update instead of the model",
            "trainable_params_solution", TRAINABLE_DETACHED, {"trainable_params_visible": 0, "trainable_params_hidden": 0}),
-    _wrong("optimizer_bias_names", "no decay for names ending in bias only: BatchNorm weights are decayed",
+    wrong("optimizer_bias_names", "no decay for names ending in bias only: BatchNorm weights are decayed",
            "make_optimizer_solution", OPTIMIZER_BIAS_NAMES, {"make_optimizer_hidden": 0}),
-    _wrong("optimizer_keeps_frozen", "puts frozen parameters in the optimizer",
+    wrong("optimizer_keeps_frozen", "puts frozen parameters in the optimizer",
            "make_optimizer_solution", OPTIMIZER_KEEPS_FROZEN, {"make_optimizer_hidden": 0}),
-    _wrong("optimizer_adam_l2", "torch.optim.Adam: L2 penalty in the gradient, not decoupled weight decay",
+    wrong("optimizer_adam_l2", "torch.optim.Adam: L2 penalty in the gradient, not decoupled weight decay",
            "make_optimizer_solution", OPTIMIZER_ADAM_L2, {"make_optimizer_visible": 0, "make_optimizer_hidden": 0}),
-    _wrong("mults_linear", "evenly spaced on a linear scale",
+    wrong("mults_linear", "evenly spaced on a linear scale",
            "even_mults_solution", MULTS_LINEAR, {"even_mults_visible": 0, "even_mults_hidden": 0}),
-    _wrong("mults_no_single", "divides by n - 1: n == 1 crashes",
+    wrong("mults_no_single", "divides by n - 1: n == 1 crashes",
            "even_mults_solution", MULTS_NO_SINGLE, {"even_mults_hidden": 0}),
-    _wrong("discriminative_counts_active", "spreads the rates over the trainable groups only",
+    wrong("discriminative_counts_active", "spreads the rates over the trainable groups only",
            "discriminative_param_groups_solution", DISCRIMINATIVE_COUNTS_ACTIVE, {"discriminative_param_groups_hidden": 0}),
-    _wrong("discriminative_keeps_frozen", "puts a partly frozen group's frozen parameters in its dict",
+    wrong("discriminative_keeps_frozen", "puts a partly frozen group's frozen parameters in its dict",
            "discriminative_param_groups_solution", DISCRIMINATIVE_KEEPS_FROZEN, {"discriminative_param_groups_hidden": 0}),
-    _wrong("discriminative_reversed", "gives the largest rate to the first group",
+    wrong("discriminative_reversed", "gives the largest rate to the first group",
            "discriminative_param_groups_solution", DISCRIMINATIVE_REVERSED,
            {"discriminative_param_groups_visible": 0, "discriminative_param_groups_hidden": 0}),
-    _wrong("audit_list_membership", "p in a list of tensors compares values with ==, which fails",
+    wrong("audit_list_membership", "p in a list of tensors compares values with ==, which fails",
            "audit_optimizer_solution", AUDIT_LIST_MEMBERSHIP, {"audit_optimizer_visible": 0, "audit_optimizer_hidden": 0}),
-    _wrong("audit_first_group", "looks at the first parameter group only",
+    wrong("audit_first_group", "looks at the first parameter group only",
            "audit_optimizer_solution", AUDIT_FIRST_GROUP, {"audit_optimizer_hidden": 0}),
-    _wrong("audit_optimizer_order", "lists frozen parameters in the optimizer's order",
+    wrong("audit_optimizer_order", "lists frozen parameters in the optimizer's order",
            "audit_optimizer_solution", AUDIT_OPTIMIZER_ORDER, {"audit_optimizer_hidden": 0}),
 ]

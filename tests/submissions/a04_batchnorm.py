@@ -3,7 +3,7 @@
 Graded cells: set_bn_eval (1 + 2), freeze_train_bn (1 + 2), to_frozen_bn (1 + 2), keep_bn_eval (1 + 2):
 12 points. A case that names no score for a cell expects full marks there.
 """
-from tests.grading import Case
+from tests.grading import Case, reference_cases, wrong
 
 ASSIGNMENT = "04_batchnorm"
 
@@ -255,13 +255,8 @@ def keep_bn_eval(model):
 '''
 
 
-def _wrong(student, why, cell, code, expect):
-    return Case(student, why, replace={cell: code}, expect=expect)
-
-
 CASES = [
-    Case("solution", "the reference solution earns full marks"),
-    Case("blank", "the release as given earns 0 everywhere", blank=True),
+    *reference_cases(),
     Case(
         "correct_a",
         "correct answers written differently: class names, id sets, module paths, a forward pre-hook",
@@ -282,30 +277,30 @@ CASES = [
             "keep_bn_eval_solution": KEEP_BY_WRAPPING_TRAIN,
         },
     ),
-    _wrong("bn_eval_only_2d", "only BatchNorm2d: 1d, 3d, Sync and lazy batch norms keep training",
+    wrong("bn_eval_only_2d", "only BatchNorm2d: 1d, 3d, Sync and lazy batch norms keep training",
            "set_bn_eval_solution", BN_EVAL_ONLY_2D, {"set_bn_eval_hidden": 0}),
-    _wrong("bn_eval_whole_model", "model.eval(): Dropout and everything else stop training too",
+    wrong("bn_eval_whole_model", "model.eval(): Dropout and everything else stop training too",
            "set_bn_eval_solution", BN_EVAL_WHOLE_MODEL, {"set_bn_eval_visible": 0, "set_bn_eval_hidden": 0}),
-    _wrong("bn_eval_like_fastai", "recurses over children as fastai's set_bn_eval does: a model that is a BatchNorm is missed",
+    wrong("bn_eval_like_fastai", "recurses over children as fastai's set_bn_eval does: a model that is a BatchNorm is missed",
            "set_bn_eval_solution", BN_EVAL_LIKE_FASTAI, {"set_bn_eval_hidden": 0}),
-    _wrong("bn_eval_children_only", "looks at direct children only: nested BatchNorm is missed",
+    wrong("bn_eval_children_only", "looks at direct children only: nested BatchNorm is missed",
            "set_bn_eval_solution", BN_EVAL_CHILDREN_ONLY, {"set_bn_eval_hidden": 0}),
-    _wrong("freeze_bn_only", "keeps batch norm trainable but freezes GroupNorm, LayerNorm and InstanceNorm",
+    wrong("freeze_bn_only", "keeps batch norm trainable but freezes GroupNorm, LayerNorm and InstanceNorm",
            "freeze_train_bn_solution", FREEZE_BN_ONLY, {"freeze_train_bn_hidden": 0}),
-    _wrong("freeze_one_dimensional", "keeps every 1-D parameter trainable: biases of other layers too",
+    wrong("freeze_one_dimensional", "keeps every 1-D parameter trainable: biases of other layers too",
            "freeze_train_bn_solution", FREEZE_ONE_DIMENSIONAL, {"freeze_train_bn_visible": 0, "freeze_train_bn_hidden": 0}),
-    _wrong("freeze_never_thaws_norms", "skips the norms instead of setting them trainable: re-freezing keeps them frozen",
+    wrong("freeze_never_thaws_norms", "skips the norms instead of setting them trainable: re-freezing keeps them frozen",
            "freeze_train_bn_solution", FREEZE_NEVER_THAWS_NORMS, {"freeze_train_bn_hidden": 0}),
-    _wrong("frozen_bn_default_eps", "builds FrozenBatchNorm2d with its default eps",
+    wrong("frozen_bn_default_eps", "builds FrozenBatchNorm2d with its default eps",
            "to_frozen_bn_solution", FROZEN_BN_DEFAULT_EPS, {"to_frozen_bn_hidden": 0}),
-    _wrong("frozen_bn_top_level", "replaces direct children only: nested BatchNorm2d stays",
+    wrong("frozen_bn_top_level", "replaces direct children only: nested BatchNorm2d stays",
            "to_frozen_bn_solution", FROZEN_BN_TOP_LEVEL, {"to_frozen_bn_hidden": 0}),
-    _wrong("frozen_bn_no_stats", "copies weight and bias but not the running statistics",
+    wrong("frozen_bn_no_stats", "copies weight and bias but not the running statistics",
            "to_frozen_bn_solution", FROZEN_BN_NO_STATS, {"to_frozen_bn_visible": 0, "to_frozen_bn_hidden": 0}),
-    _wrong("keep_once", "sets eval mode once: the next model.train() undoes it",
+    wrong("keep_once", "sets eval mode once: the next model.train() undoes it",
            "keep_bn_eval_solution", KEEP_ONCE, {"keep_bn_eval_visible": 0, "keep_bn_eval_hidden": 0}),
-    _wrong("keep_train_without_mode", "replaces model.train with a function that takes no mode: eval() breaks",
+    wrong("keep_train_without_mode", "replaces model.train with a function that takes no mode: eval() breaks",
            "keep_bn_eval_solution", KEEP_TRAIN_WITHOUT_MODE, {"keep_bn_eval_hidden": 0}),
-    _wrong("keep_patches_the_class", "patches BatchNorm's class: every other model's BatchNorm stops training too",
+    wrong("keep_patches_the_class", "patches BatchNorm's class: every other model's BatchNorm stops training too",
            "keep_bn_eval_solution", KEEP_PATCHES_THE_CLASS, {"keep_bn_eval_hidden": 0}),
 ]

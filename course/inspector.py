@@ -1,0 +1,229 @@
+"""The layer inspector: what is frozen, what the optimizer holds and at which learning rate, which
+BatchNorm layers update their statistics, and where gradients flow.
+
+``layer_table(model, optimizer, groups)`` is a pure function returning one ``Row`` per module (or per layer
+group); ``format_table(rows)`` prints it; ``inspect(model, optimizer, groups)`` shows it as an ipywidgets
+tree with freeze checkboxes, a ``freeze_to`` slider and a refresh button. Without a widget front end
+(nbconvert, grading, a terminal) the same object shows the text table instead.
+"""
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+@dataclass
+class Row:
+    """One line of the inspector.
+
+    path: the module's path from ``named_modules()`` ("" is the model), or "group i".
+    kind: the module's class name.
+    depth: 0 for the model's children (and for groups), 1 below them, ...
+    params, trainable: scalar parameters under this row (a shared parameter counts once), and how many of
+        them have ``requires_grad``.
+    frozen: "all", "some" or "none"; "" when there are no parameters.
+    bn_mode: "train" or "eval" for a batch-norm module ("mixed" for a group holding both), else None.
+    in_optimizer: "all", "some" or "none" of its parameters are in the optimizer; "" without optimizer or
+        parameters.
+    lr, weight_decay: the distinct values of the optimizer groups its parameters are in, sorted.
+    grad_norm: L2 norm of all its parameters' ``.grad`` together; None when none has a gradient.
+    warnings: the mistakes found on this row's own parameters and module.
+    child_warnings: how many warnings rows below it carry (so a collapsed row still shows them).
+    has_children: whether the module has child modules.
+    """
+
+    path: str
+    kind: str
+    depth: int
+    params: int
+    trainable: int
+    frozen: str
+    bn_mode: object
+    in_optimizer: str
+    lr: tuple
+    weight_decay: tuple
+    grad_norm: object
+    warnings: list = field(default_factory=list)
+    child_warnings: int = 0
+    has_children: bool = False
+
+
+def _share(part, whole):
+    if whole == 0:
+        return ""
+    return "none" if part == 0 else "all" if part == whole else "some"
+
+
+class _OptimizerView:
+    """Which parameter is in which group of the optimizer, and whether it keeps state that can move it."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.group_of = {}
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    self.group_of[id(p)] = group
+
+    def movers(self, p):
+        """Why a frozen parameter in the optimizer can still move (empty if it cannot)."""
+        group = self.group_of.get(id(p))
+        if group is None:
+            return []
+        why = []
+        if group.get("weight_decay", 0):
+            why.append(f"weight decay {group['weight_decay']:g}")
+        state = self.optimizer.state.get(p, {})
+        if any(k in state for k in ("momentum_buffer", "exp_avg")):
+            why.append("momentum state")
+        if p.grad is not None:
+            why.append("a .grad that step() will apply")
+        return why
+
+
+def _param_warnings(p, opt):
+    if opt.optimizer is None:
+        return []
+    in_opt = id(p) in opt.group_of
+    if not p.requires_grad and in_opt:
+        movers = opt.movers(p)
+        if movers:
+            return [f"frozen but in the optimizer with {', '.join(movers)}: it can still change"]
+    if p.requires_grad and not in_opt:
+        return ["trainable but not in the optimizer: it will never be updated"]
+    return []
+
+
+def _module_warnings(module):
+    out = []
+    if "requires_grad" in vars(module):
+        out.append("module.requires_grad is a plain attribute: it freezes nothing (use requires_grad_())")
+    if isinstance(module, _BN) and module.training:
+        own = list(module.parameters(recurse=False))
+        if not any(p.requires_grad for p in own):
+            out.append("frozen BatchNorm in train mode: its running statistics still update")
+    return out
+
+
+def _summarise(path, kind, depth, params, opt, bn_mode, warnings, has_children):
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    held = [opt.group_of[id(p)] for p in params if id(p) in opt.group_of]
+    in_opt = sum(p.numel() for p in params if id(p) in opt.group_of)
+    grads = [p.grad for p in params if p.grad is not None]
+    grad_norm = torch.sqrt(sum(g.detach().double().pow(2).sum() for g in grads)).item() if grads else None
+    return Row(
+        path=path,
+        kind=kind,
+        depth=depth,
+        params=total,
+        trainable=trainable,
+        frozen=_share(total - trainable, total),
+        bn_mode=bn_mode,
+        in_optimizer=_share(in_opt, total) if opt.optimizer is not None else "",
+        lr=tuple(sorted({g["lr"] for g in held})),
+        weight_decay=tuple(sorted({g.get("weight_decay", 0) for g in held})),
+        grad_norm=grad_norm,
+        warnings=warnings,
+        has_children=has_children,
+    )
+
+
+def _unique_params(module):
+    return list(module.parameters())  # parameters() already yields a shared parameter once
+
+
+def _bn_mode(modules):
+    modes = {m.training for m in modules if isinstance(m, _BN)}
+    if not modes:
+        return None
+    return "mixed" if len(modes) == 2 else ("train" if modes.pop() else "eval")
+
+
+def layer_table(model, optimizer=None, groups=None, by="module"):
+    """The inspector's rows: a list of ``Row``, one per module (depth first, the model itself left out)
+    or, with ``by="group"``, one per layer group in ``groups``.
+
+    A parameter's warnings are reported on the module that owns it directly; ancestors count them in
+    ``child_warnings``. Cost: one pass over the modules and their parameters (milliseconds for ResNet-50).
+    """
+    opt = _OptimizerView(optimizer)
+    if by == "group":
+        if groups is None:
+            raise ValueError('by="group" needs groups: a list of modules, input to output')
+        rows = []
+        for i, group in enumerate(groups):
+            params = _unique_params(group)
+            warnings = [w for m in group.modules() for w in _module_warnings(m)]
+            warnings += [w for p in params for w in _param_warnings(p, opt)]
+            rows.append(_summarise(f"group {i}", type(group).__name__, 0, params, opt, _bn_mode(group.modules()),
+                                   sorted(set(warnings)), False))
+        return rows
+    if by != "module":
+        raise ValueError(f'by must be "module" or "group", not {by!r}')
+    rows, index = [], {}
+    for path, module in model.named_modules():
+        if path == "":
+            continue
+        own = [w for w in _module_warnings(module)]
+        own += [w for p in module.parameters(recurse=False) for w in _param_warnings(p, opt)]
+        row = _summarise(path, type(module).__name__, path.count("."), _unique_params(module), opt,
+                         _bn_mode([module]), sorted(set(own)), any(True for _ in module.children()))
+        index[path] = row
+        rows.append(row)
+    for row in rows:  # count warnings below each row
+        if row.warnings:
+            parts = row.path.split(".")
+            for k in range(1, len(parts)):
+                ancestor = index.get(".".join(parts[:k]))
+                if ancestor is not None:
+                    ancestor.child_warnings += len(row.warnings)
+    return rows
+
+
+def _fmt_values(values):
+    return ",".join(f"{v:g}" for v in values) if values else "-"
+
+
+def format_table(rows, max_rows=None):
+    """The rows as a plain-text table (what terminals, nbconvert and graders show)."""
+    header = f"{'module':40} {'type':18} {'params':>10} {'trainable':>10} {'frozen':6} {'BN':5} {'in opt':6} {'lr':>9} {'wd':>6} {'|grad|':>9}"
+    lines = [header, "-" * len(header)]
+    shown = rows if max_rows is None else rows[:max_rows]
+    for r in shown:
+        name = ("  " * r.depth + r.path.rsplit(".", 1)[-1] if not r.path.startswith("group") else r.path)[:40]
+        grad = "-" if r.grad_norm is None else f"{r.grad_norm:.3g}"
+        lines.append(
+            f"{name:40} {r.kind[:18]:18} {r.params:>10,} {r.trainable:>10,} {r.frozen or '-':6} {r.bn_mode or '-':5} "
+            f"{r.in_optimizer or '-':6} {_fmt_values(r.lr):>9} {_fmt_values(r.weight_decay):>6} {grad:>9}"
+        )
+        for w in r.warnings:
+            lines.append(f"{'':4}{'  ' * r.depth}! {w}")
+    if max_rows is not None and len(rows) > max_rows:
+        lines.append(f"... {len(rows) - max_rows} more rows")
+    return "\n".join(lines)
+
+
+def totals(model, optimizer=None):
+    """(trainable, total) scalar parameters, and bytes of optimizer state."""
+    params = list(model.parameters())
+    state = 0
+    if optimizer is not None:
+        state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params), state
+
+
+def inspect(model, optimizer=None, groups=None, freeze_to=None):
+    """Show the inspector for ``model``: an ipywidgets tree in a notebook, the text table elsewhere.
+
+    Args:
+        optimizer: shows which parameters it holds, at which learning rate and weight decay.
+        groups: layer groups (list of modules, input to output): adds a row per group and a freeze_to slider.
+        freeze_to: the function the slider calls as ``freeze_to(groups, n)``; by default groups[:n] are
+            frozen and groups[n:] unfrozen.
+    """
+    from .inspector_widget import LayerInspector
+
+    return LayerInspector(model, optimizer=optimizer, groups=groups, freeze_to=freeze_to)
