@@ -131,10 +131,6 @@ def _summarise(path, kind, depth, params, opt, bn_mode, warnings, has_children):
     )
 
 
-def _unique_params(module):
-    return list(module.parameters())  # parameters() already yields a shared parameter once
-
-
 def _bn_mode(modules):
     modes = {m.training for m in modules if isinstance(m, _BN)}
     if not modes:
@@ -155,9 +151,10 @@ def layer_table(model, optimizer=None, groups=None, by="module"):
             raise ValueError('by="group" needs groups: a list of modules, input to output')
         rows = []
         for i, group in enumerate(groups):
-            params = _unique_params(group)
+            params = list(group.parameters())
             warnings = [w for m in group.modules() for w in _module_warnings(m)]
             warnings += [w for p in params for w in _param_warnings(p, opt)]
+            # parameters() yields a shared parameter once, so shared weights are not counted twice
             rows.append(_summarise(f"group {i}", type(group).__name__, 0, params, opt, _bn_mode(group.modules()),
                                    sorted(set(warnings)), False))
         return rows
@@ -167,9 +164,9 @@ def layer_table(model, optimizer=None, groups=None, by="module"):
     for path, module in model.named_modules():
         if path == "":
             continue
-        own = [w for w in _module_warnings(module)]
+        own = _module_warnings(module)
         own += [w for p in module.parameters(recurse=False) for w in _param_warnings(p, opt)]
-        row = _summarise(path, type(module).__name__, path.count("."), _unique_params(module), opt,
+        row = _summarise(path, type(module).__name__, path.count("."), list(module.parameters()), opt,
                          _bn_mode([module]), sorted(set(own)), any(True for _ in module.children()))
         index[path] = row
         rows.append(row)

@@ -7,17 +7,15 @@ Saves a screenshot to build/inspector-browser.png. Needs Debian's chromium (`.ci
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.servers import free_port, get, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
@@ -31,16 +29,8 @@ opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 inspect(model, opt)"""
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url, token):
-    req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
+    return json.loads(get(url, token)[1])
 
 
 def _ask_kernel(connection_file, code, timeout=20):
@@ -65,7 +55,7 @@ def lab(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CODE)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "inspect.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     runtime = tmp_path / "runtime"
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
     proc = subprocess.Popen(
@@ -75,21 +65,11 @@ def lab(tmp_path):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            _get(f"{base}/api/status", token)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("JupyterLab did not start:\n" + (proc.stdout.read().decode() if proc.poll() is not None else ""))
-            time.sleep(0.5)
-    yield base, token, runtime
-    os.killpg(proc.pid, signal.SIGTERM)
+    wait_for(proc, f"{base}/api/status", token)
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        yield base, token, runtime
+    finally:
+        stop(proc)
 
 
 def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timing):
