@@ -205,10 +205,10 @@ def format_table(rows, max_rows=None):
 
 def totals(model, optimizer=None):
     """(trainable, total) scalar parameters, and bytes of optimizer state."""
+    from .measure import optimizer_state_bytes
+
     params = list(model.parameters())
-    state = 0
-    if optimizer is not None:
-        state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+    state = optimizer_state_bytes(optimizer) if optimizer is not None else 0
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params), state
 
 
