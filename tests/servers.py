@@ -1,5 +1,8 @@
-"""Helpers for tests that start a Jupyter server on loopback: a free port, token-authenticated GETs,
-waiting for the server, and stopping it with everything it started."""
+"""Helpers for tests that start a Jupyter server on loopback: a free port, starting it with its log in a
+file, token-authenticated GETs, waiting for it, and stopping it with everything it started.
+
+The log goes to a file, never to a pipe nobody reads: a server that logs more than a pipe holds (64 KiB)
+blocks on its next write and stops answering."""
 import os
 import signal
 import socket
@@ -24,16 +27,22 @@ def get(url, token):
         return resp.status, resp.read()
 
 
-def wait_for(proc, url, token, timeout=60):
-    """Poll url until it answers; fail the test with the server's output if it dies or never answers."""
+def start(cmd, log, **kwargs):
+    """Start cmd in its own process group with stdout and stderr going to the file ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+
+
+def wait_for(proc, url, token, log, timeout=60):
+    """Poll url until it answers; fail the test with the end of the server's log if it dies or never answers."""
     deadline = time.time() + timeout
     while True:
         try:
             return get(url, token)
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
-                out = proc.stdout.read().decode() if proc.poll() is not None else "(still running)"
-                pytest.fail(f"the server did not answer at {url}:\n{out}")
+                tail = open(log, errors="replace").read()[-4000:]
+                pytest.fail(f"the server did not answer at {url} (exit code {proc.poll()}):\n{tail}")
             time.sleep(0.5)
 
 

@@ -7,7 +7,6 @@ Saves a screenshot to build/inspector-browser.png. Needs Debian's chromium (`.ci
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.servers import free_port, get, stop, wait_for
+from tests.servers import free_port, get, start, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
@@ -58,14 +57,15 @@ def lab(tmp_path):
     port, token = free_port(), secrets.token_hex(16)
     runtime = tmp_path / "runtime"
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
-    proc = subprocess.Popen(
+    log = tmp_path / "lab.log"
+    proc = start(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
          "--ServerApp.port_retries=0", f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}",
          "--LabApp.expose_app_in_browser=True", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        log, env=env,
     )
     base = f"http://127.0.0.1:{port}"
-    wait_for(proc, f"{base}/api/status", token)
+    wait_for(proc, f"{base}/api/status", token, log)
     try:
         yield base, token, runtime
     finally:
@@ -94,7 +94,7 @@ def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timi
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=60_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")  # not awaited
             boxes = page.locator(".layer-inspector .inspector-freeze input[type=checkbox]")
             boxes.first.wait_for(timeout=90_000)
             assert boxes.count() == 10, "one freeze box per child of a ResNet-18"
@@ -105,6 +105,11 @@ def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timi
                 timeout=20_000,
             )
             page.screenshot(path=str(shot), full_page=False)
+        except Exception as err:
+            failed = shot.with_name("inspector-browser-failure.png")
+            page.screenshot(path=str(failed))
+            log = (runtime.parent / "lab.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{type(err).__name__}: {err}\nscreenshot: {failed}\nJupyterLab log:\n{log}") from err
         finally:
             browser.close()
     sessions = _get(f"{base}/api/sessions", token)

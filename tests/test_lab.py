@@ -2,14 +2,13 @@
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, get, stop, wait_for
+from tests.servers import free_port, get, start, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -22,15 +21,13 @@ def test_make_lab_serves_the_student_notebooks(tmp_path, record_timing):
     port, token = free_port(), secrets.token_hex(16)
     args = f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.token={token} --ServerApp.port_retries=0"
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        ["make", "-s", "lab", f"VENV={venv}", f"LAB_ARGS={args}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    t0 = time.perf_counter()
+    log = tmp_path / "lab.log"
+    proc = start(["make", "-s", "lab", f"VENV={venv}", f"LAB_ARGS={args}"], log, cwd=ROOT, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
-        status, body = wait_for(proc, f"{base}/api/contents/01_layers", token)
-        record_timing("make lab: JupyterLab answering", time.perf_counter() - start)
+        status, body = wait_for(proc, f"{base}/api/contents/01_layers", token, log)
+        record_timing("make lab: JupyterLab answering", time.perf_counter() - t0)
         listing = json.loads(body)
         assert status == 200 and "01_layers.ipynb" in [item["name"] for item in listing["content"]]
         names = sorted(item["name"] for item in json.loads(get(f"{base}/api/contents", token)[1])["content"])
