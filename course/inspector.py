@@ -190,7 +190,7 @@ def format_table(rows, max_rows=None):
     lines = [header, "-" * len(header)]
     shown = rows if max_rows is None else rows[:max_rows]
     for r in shown:
-        name = ("  " * r.depth + r.path.rsplit(".", 1)[-1] if not r.path.startswith("group") else r.path)[:40]
+        name = ("  " * r.depth + r.path.rsplit(".", 1)[-1])[:40]  # group rows: depth 0, no dot
         grad = "-" if r.grad_norm is None else f"{r.grad_norm:.3g}"
         lines.append(
             f"{name:40} {r.kind[:18]:18} {r.params:>10,} {r.trainable:>10,} {r.frozen or '-':6} {r.bn_mode or '-':5} "

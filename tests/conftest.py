@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from autograder.course_dir import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 # Notebooks and nbgrader run in subprocesses: give them this interpreter's tools and the fast switch.
 os.environ["COURSE_FAST"] = "1"

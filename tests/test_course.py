@@ -3,7 +3,6 @@ import random
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from course.config import grading_mode, show_warnings_on_stdout
 from course.device import default_device
 from course.models import TiedLM, tiny_cnn
 from course.plots import plot_grad_norms
+from autograder.course_dir import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,11 @@
 """requirements.txt and environment.yml describe one environment, and the running one satisfies it."""
 from importlib import metadata
-from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from autograder.course_dir import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _requirements(lines):

@@ -14,9 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.course_dir import ROOT
 from tests.servers import free_port, get, start, stop, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 

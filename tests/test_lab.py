@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.servers import free_port, get, start, stop, wait_for
+from autograder.course_dir import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 

@@ -3,13 +3,11 @@ import re
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.course_dir import nbgrader, scratch_course
+from autograder.course_dir import ROOT, nbgrader, scratch_course
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_config():

@@ -3,15 +3,13 @@
 The released notebooks fail every graded test: a blank notebook earns nothing.
 """
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder.course_dir import assignments, nbgrader
+from autograder.course_dir import ROOT, assignments, nbgrader
 
-ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = assignments(ROOT)
 pytestmark = pytest.mark.slow
 

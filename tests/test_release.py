@@ -1,14 +1,12 @@
 """source/ and release/: the layout, stripped sources, a release in sync, and no solution in any release."""
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from autograder import release, strip
-from autograder.course_dir import LayoutError, assignments
+from autograder.course_dir import ROOT, LayoutError, assignments
 
-ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = assignments(ROOT)
 
 
