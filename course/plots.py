@@ -77,3 +77,73 @@ def plot_freeze_cost(rows, title="What freezing saves"):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_histories(histories, title="Accuracy of each strategy"):
+    """Validation accuracy against epochs (left) and against training wall time (right), one line each.
+
+    Args:
+        histories: ``{label: course.fit.History}`` (or lists of such histories, one per seed: drawn as their
+            mean with a band from the lowest to the highest seed), each with validation accuracy per epoch.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not histories:
+        raise ValueError("histories is empty: nothing to plot")
+    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for k, (label, runs) in enumerate(histories.items()):
+        runs = runs if isinstance(runs, (list, tuple)) else [runs]
+        n = min(len(h.epochs) for h in runs)
+        if n == 0 or any(h.epochs[i]["accuracy"] is None for h in runs for i in range(n)):
+            raise ValueError(f"{label}: every epoch needs a validation accuracy (pass valid_loader)")
+        acc = [[100 * h.epochs[i]["accuracy"] for h in runs] for i in range(n)]
+        secs = [sum(h.epochs[i]["seconds"] for h in runs) / len(runs) for i in range(n)]
+        mean = [sum(a) / len(a) for a in acc]
+        epochs = list(range(1, n + 1))
+        color = f"C{k}"
+        for ax, x in ((ax_e, epochs), (ax_t, secs)):
+            ax.plot(x, mean, "o-", color=color, label=label if ax is ax_e else None)
+            if len(runs) > 1:
+                ax.fill_between(x, [min(a) for a in acc], [max(a) for a in acc], color=color, alpha=0.15)
+    ax_e.set_xlabel("epoch")
+    ax_e.set_ylabel("validation accuracy (%)")
+    ax_t.set_xlabel("training wall time (s)")
+    ax_e.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lrs(history, ax=None, title="Learning rate of each layer group"):
+    """The learning rate of every layer group at every optimizer step, on a log axis, phase after phase.
+
+    A layer group whose parameters were all frozen in a phase has no line there. Returns the Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if not history.lrs:
+        raise ValueError("the history has no steps: nothing to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.2))
+    start = 0
+    for groups, length in zip(history.groups, history.phase_steps):
+        drawn = set()
+        for g, group in enumerate(groups):
+            if group["layer"] in drawn:
+                continue  # the no-decay twin of a layer group follows the same schedule
+            drawn.add(group["layer"])
+            ys = [history.lrs[s][g] for s in range(start, start + length)]
+            ax.plot(range(start, start + length), ys, color=f"C{group['layer'] % 10}", label=f"group {group['layer']}")
+        start += length
+        ax.axvline(start, color="grey", lw=0.5)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # a group trained in several phases: one legend entry
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax

@@ -122,3 +122,26 @@ def resnet34(num_classes=None, pretrained=True):
     if num_classes is not None:
         model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
+
+
+class Lite0Body(nn.Module):
+    """Everything of an EfficientNet-Lite0 but its classifier: images in, pooled features out.
+
+    Input: (N, 3, H, W) normalised images. Output: (N, 1280) float features, what ``model.classifier`` takes.
+    Holds the model's own modules, not copies: freezing or training one is freezing or training the other.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.conv_stem, self.bn1, self.blocks = model.conv_stem, model.bn1, model.blocks
+        self.conv_head, self.bn2, self.global_pool = model.conv_head, model.bn2, model.global_pool
+
+    def forward(self, x):
+        x = self.bn1(self.conv_stem(x))
+        x = self.bn2(self.conv_head(self.blocks(x)))
+        return self.global_pool(x)
+
+
+def lite0_body_head(model):
+    """``(body, head)`` of an EfficientNet-Lite0: ``head(body(x))`` equals ``model(x)`` (dropout aside)."""
+    return Lite0Body(model), model.classifier

@@ -1,0 +1,58 @@
+"""Image transforms and DataLoaders: augmentation for training, none for evaluation, fast on a GPU."""
+import os
+
+import torch
+
+
+def train_transform(size, mean, std, min_scale=0.35):
+    """Augmentation for training: a random crop of 35-100 % of the area, resized to ``size`` px, and a flip.
+
+    Input: an RGB PIL image of any size. Output: float32 tensor (3, size, size), normalised with mean, std.
+    """
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.RandomResizedCrop(size, scale=(min_scale, 1.0), antialias=True),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+
+
+def eval_transform(size, mean, std):
+    """No augmentation: resize the short side to ``size * 8 / 7`` px, then take the central ``size`` px square.
+
+    (224 px crops from 256 px images, as ImageNet models are evaluated.) Output as ``train_transform``.
+    """
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.Resize(round(size * 8 / 7), antialias=True),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+
+
+def make_loader(dataset, batch_size, train, device, workers=None, seed=0):
+    """A DataLoader that shuffles (with ``seed``) and drops a last batch of one image only when ``train``.
+
+    On a GPU it decodes images in worker processes (``workers``, default: up to 8, one per core) and pins
+    memory so that copies to the GPU can overlap compute; on the CPU it loads in the main process by default,
+    since workers would compete with the model for the same cores.
+    """
+    device = torch.device(device)
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train and len(dataset) % batch_size == 1,  # a batch of 1 breaks train-mode BatchNorm
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed) if train else None,
+    )

@@ -1,0 +1,135 @@
+"""Benchmark 1: train-step time and peak memory of EfficientNet-Lite0 against the number of frozen groups.
+
+    python -m tests.benchmarks.freeze_cost                 # 224 px, batch 32, on the CPU
+    python -m tests.benchmarks.freeze_cost --device cuda   # on a GPU (adds CUDA peak memory)
+
+A training step is forward, cross-entropy, backward and an AdamW step over the trainable parameters.
+Each configuration runs in its own Python process, so that its peak resident memory (RSS) is its own.
+Two ways to freeze k groups are measured:
+
+- ``train-mode BN``: ``requires_grad_(False)`` on the first k groups, ``model.train()`` as every loop does:
+  frozen BatchNorm layers still compute batch statistics (and update their running statistics);
+- ``course``: the same, plus frozen BatchNorm layers put back in eval mode (notebook 04), as
+  ``course.fit.fit_one_cycle(before_epoch=...)`` does in notebook 05.
+
+and the limit, ``no_grad forward``: the same batch through the model in eval mode under ``torch.no_grad()``.
+Ratios are to full fine-tuning (k = 0) and to the no_grad forward, all measured in this one run.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_one(frozen, mode, size, batch, repeats, device):
+    """Median seconds of one step (or of one no_grad forward for mode "no_grad") and peak memory growth."""
+    from course.pretrained import efficientnet_lite0, lite0_groups
+    from tests.benchmarks.recipes import frozen_bn_eval, set_frozen_prefix
+
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = efficientnet_lite0(num_classes=37).to(device)
+    groups = lite0_groups(model)
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 37, (batch,), device=device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_before = torch.cuda.memory_allocated(device)
+    if mode == "no_grad":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x)
+    else:
+        set_frozen_prefix(groups, frozen)
+        model.train()
+        if mode == "course":
+            frozen_bn_eval(model)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+
+    times = []
+    for i in range(repeats + 1):  # the first run warms up (allocations, AdamW state) and is not counted
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    out = {"frozen": frozen, "mode": mode, "step_s": _median(times),
+           "rss_growth_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before}
+    if device.type == "cuda":
+        out["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(device) - cuda_before
+    return out
+
+
+def run_in_process(frozen, mode, args):
+    cmd = [sys.executable, "-m", "tests.benchmarks.freeze_cost", "--one", str(frozen), mode,
+           "--size", str(args.size), "--batch", str(args.batch), "--repeats", str(args.repeats),
+           "--device", args.device]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--frozen", type=int, nargs="+", default=list(range(10)),
+                    help="numbers of frozen groups to measure (of 10; 9 = everything but the classifier)")
+    ap.add_argument("--one", nargs=2, metavar=("FROZEN", "MODE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(int(args.one[0]), args.one[1], args.size, args.batch, args.repeats, args.device)))
+        return None
+    print(f"EfficientNet-Lite0, batch {args.batch} at {args.size}px on {args.device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats} steps", flush=True)
+    limit = run_in_process(9, "no_grad", args)
+    rows = [run_in_process(0, "course", args)]  # full fine-tuning: nothing frozen, the two modes are one
+    rows += [run_in_process(k, mode, args) for k in sorted(set(args.frozen) - {0}) for mode in ("train-mode BN", "course")]
+    full = next(r for r in rows if r["frozen"] == 0 and r["mode"] == "course")
+    mib = 2**20
+    print(f"\n{'frozen':>6s} {'mode':14s} {'step ms':>8s} {'full/this':>9s} {'this/no_grad':>12s} {'RSS growth MiB':>15s}"
+          + (" CUDA peak MiB" if "cuda_peak_bytes" in full else ""))
+    for r in rows + [limit]:
+        line = (f"{r['frozen'] if r['mode'] != 'no_grad' else '-':>6} {r['mode']:14s} {1e3 * r['step_s']:8.1f} "
+                f"{full['step_s'] / r['step_s']:9.2f} {r['step_s'] / limit['step_s']:12.2f} "
+                f"{r['rss_growth_bytes'] / mib:15.0f}")
+        if "cuda_peak_bytes" in r:
+            line += f" {r['cuda_peak_bytes'] / mib:13.0f}"
+        print(line)
+    frozen = {r["mode"]: r for r in rows if r["frozen"] == max(args.frozen)}
+    for mode, r in frozen.items():
+        print(f"\n{max(args.frozen)} groups frozen, {mode}: {full['step_s'] / r['step_s']:.2f}x faster than full "
+              f"fine-tuning (target >= 5), {r['step_s'] / limit['step_s']:.2f}x the no_grad forward (target <= 1.1)")
+    return rows, limit
+
+
+if __name__ == "__main__":
+    main()

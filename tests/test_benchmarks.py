@@ -1,0 +1,39 @@
+"""The benchmarks in tests/benchmarks/ run end to end at a tiny size, so that they keep working.
+
+These check what the benchmarks compute and print, never how fast anything is: the figures come from
+running the benchmarks themselves at full size (see each one's docstring).
+"""
+import pytest
+
+from tests.benchmarks import accuracy, cached_epoch, freeze_cost
+
+pytestmark = pytest.mark.slow
+
+
+def test_accuracy_benchmark_runs_every_strategy(shared_data, capsys):
+    runs = accuracy.main(["--data", str(shared_data / "pets-3breeds"), "--seeds", "0", "1", "--per-class", "2",
+                          "--size", "32", "--batch", "4", "--epochs", "2", "--head-epochs", "2"])
+    assert sorted(runs) == list("abcdef")
+    for key, histories in runs.items():
+        assert len(histories) == 2, "one history per seed"
+        for h in histories:
+            assert len(h.epochs) == 2 and all(0 <= r["accuracy"] <= 1 for r in h.epochs)
+    assert len(runs["c"][0].groups) == 2 and len(runs["d"][0].groups) == 2, "two phases each"
+    assert runs["d"][0].groups[0][-1]["layer"] == 0 and len({g["layer"] for g in runs["d"][0].groups[1]}) == 2
+    out = capsys.readouterr().out
+    assert "mean" in out and "(f) fine_tune, BN eval" in out
+
+
+def test_freeze_cost_benchmark_measures_each_configuration(capsys):
+    rows, limit = freeze_cost.main(["--size", "32", "--batch", "4", "--repeats", "1", "--frozen", "9"])
+    assert [(r["frozen"], r["mode"]) for r in rows] == [(0, "course"), (9, "train-mode BN"), (9, "course")]
+    assert limit["mode"] == "no_grad" and all(r["step_s"] > 0 and r["rss_growth_bytes"] >= 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "x faster than full fine-tuning (target >= 5)" in out and "the no_grad forward (target <= 1.1)" in out
+
+
+def test_cached_epoch_benchmark_compares_the_two_epochs(shared_data, capsys):
+    full, cached, cache_s = cached_epoch.main(["--data", str(shared_data / "pets-3breeds"), "--size", "32",
+                                               "--repeats", "1"])
+    assert full > 0 and cached > 0 and cache_s > 0
+    assert "ratio:" in capsys.readouterr().out
