@@ -101,6 +101,14 @@ def one_cycle_optimizer(model, layer_lrs, weight_decay=0.01, betas=(0.9, 0.99)):
     return optimizer, groups
 
 
+def _to_device(x, y, device, channels_last):
+    """A batch on the device (asynchronously from pinned memory), images channels-last if asked."""
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
 def _autocast(device, amp):
     if not amp:
         return torch.autocast(device.type, enabled=False)
@@ -118,9 +126,7 @@ def evaluate(model, loader, device, amp=None, channels_last=None):
     model.eval()
     total, correct, count = 0.0, 0, 0
     for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = _to_device(x, y, device, channels_last)
         with _autocast(device, amp):
             logits = model(x)
         total += F.cross_entropy(logits.float(), y, reduction="sum").item()
@@ -215,9 +221,7 @@ def fit_one_cycle(
         # does in __init__), starting the DataLoader's workers twice.
         bar = tqdm(total=len(train_loader), desc=f"{history.label or 'epoch'} {epoch}", leave=False, disable=not progress)
         for x, y in train_loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x, y = _to_device(x, y, device, channels_last)
             with _autocast(device, amp):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)

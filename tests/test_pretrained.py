@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from course.measure import optimizer_state_bytes, saved_activation_bytes, train_step_cost
-from course.pretrained import LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_groups, lite0_key, resnet34
+from course.pretrained import (LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_body_head, lite0_groups, lite0_key,
+                               resnet34)
 
 
 def test_lite0_key_renames_blocks_by_stage():
@@ -53,6 +54,21 @@ def test_lite0_new_head_and_groups():
     for p in groups[0].parameters():
         p.requires_grad_(False)
     assert not model.conv_stem.weight.requires_grad, "groups hold the model's own modules"
+
+
+def test_lite0_body_and_head_are_the_model_split_in_two():
+    """head(body(x)) == model(x) in eval mode; the body holds every parameter but the classifier's, shared."""
+    torch.manual_seed(0)
+    model = efficientnet_lite0(num_classes=4, pretrained=False).eval()
+    body, head = lite0_body_head(model)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(head(body(x)), model(x))
+        assert body(x).shape == (3, 1280)
+    body_ids = {id(p) for p in body.parameters()}
+    assert body_ids == {id(p) for p in model.parameters()} - {id(p) for p in model.classifier.parameters()}
+    body.train()
+    assert model.bn1.training and not model.classifier.training, "body.train() reaches the model's own modules"
 
 
 def test_lite0_pretrained_as_loaded_is_trainable_and_in_train_mode():

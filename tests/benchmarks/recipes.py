@@ -163,9 +163,25 @@ def features_of(body, dataset, device, batch=64):
     return torch.cat(feats), torch.cat(labels)
 
 
-def cached_features(setup, epochs, seed, views=5, lr=3e-3):
+class Flipped(torch.utils.data.Dataset):
+    """The images of a dataset mirrored left to right (test-time augmentation)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        return torch.flip(x, dims=[-1]), y
+
+
+def cached_features(setup, epochs, seed, views=5, lr=3e-3, tta=False):
     """(e) Backbone run once: features of ``views`` augmented copies of each photo (the first without
-    augmentation), then the classifier trained on them alone; the feature pass counts in the wall time."""
+    augmentation), then the classifier trained on them alone; the feature pass counts in the wall time.
+    With ``tta``, test photos are scored on the mean of their own and their mirror image's features (the
+    head is linear, so that is the mean of the two predictions)."""
     import time
 
     model, groups = _model(setup, seed)
@@ -174,11 +190,15 @@ def cached_features(setup, epochs, seed, views=5, lr=3e-3):
     parts = [features_of(body, setup.train_plain_ds, setup.device)]
     parts += [features_of(body, setup.train_aug_ds, setup.device) for _ in range(views - 1)]
     feats, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    test = torch.utils.data.TensorDataset(*features_of(body, setup.test_ds, setup.device))
+    test_feats, test_labels = features_of(body, setup.test_ds, setup.device)
+    if tta:
+        test_feats = (test_feats + features_of(body, Flipped(setup.test_ds), setup.device)[0]) / 2
+    test = torch.utils.data.TensorDataset(test_feats, test_labels)
     cache_s = time.perf_counter() - start
     train = make_loader(torch.utils.data.TensorDataset(feats, labels), 64, True, "cpu", seed=seed)
     history = fit_one_cycle(head.cpu(), [(head, lr)], train, epochs, make_loader(test, 256, False, "cpu"),
-                            "cpu", history=History(f"cached features x{views}"), progress=False)
+                            "cpu", history=History(f"cached features x{views}" + (" +TTA" if tta else "")),
+                            progress=False)
     for row in history.epochs:
         row["seconds"] += cache_s
     return history
@@ -191,4 +211,5 @@ STRATEGIES = {
     "d": gradual_unfreezing,
     "e": cached_features,
     "f": fine_tune_bn_eval,
+    "g": lambda setup, epochs, seed: cached_features(setup, epochs, seed, views=10, tta=True),
 }
