@@ -12,7 +12,7 @@ LAB_ARGS ?=
 # Everything below runs with the environment first on PATH (nbgrader runs `alembic` and kernels run `python` from PATH).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test browser release strip clean-env
+.PHONY: env lab test browser sandbox grade release strip clean-env
 
 env: $(STAMP)
 
@@ -31,7 +31,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=release $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: $(STAMP) browser
+test: $(STAMP) browser sandbox
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
@@ -43,6 +43,18 @@ browser:
 	  echo "installing Debian's chromium for the browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: tests/test_inspector_browser.py needs Chromium: sudo apt install chromium"; fi; }
+
+# The class grader runs student code in bubblewrap (autograder/sandbox.py). Installed here when running as
+# root (CI); otherwise the grader and its tests say what to install.
+sandbox:
+	@command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's bubblewrap for the class grader"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	else echo "note: the class grader needs bubblewrap: sudo apt install bubblewrap"; fi; }
+
+# Grade every submission of ASSIGNMENT (or ASSIGNMENT=--all) in this course folder, sandboxed and in parallel.
+grade: $(STAMP) sandbox
+	$(BIN)/python -m autograder.grade $(ASSIGNMENT)
 
 # Regenerate the student notebooks in release/ from source/ (run after editing source/, then commit both).
 release: $(STAMP)

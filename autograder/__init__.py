@@ -1,4 +1,4 @@
-"""Instructor tooling: release generation, notebook stripping and (later) class grading.
+"""Instructor tooling: release generation, notebook stripping and the sandboxed class grader (autograder.grade).
 
 Run from the repository root, e.g. ``python -m autograder.release``. Students never import this package.
 """

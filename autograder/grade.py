@@ -1,0 +1,168 @@
+"""Grade a whole class: ``python -m autograder.grade 01_layers`` (or ``--all``) in the course folder.
+
+For each assignment: every ``submitted/<student>/<assignment>/`` is checked (``autograder.intake``), graded
+in parallel workers (``autograder.worker``; kernels sandboxed by ``autograder.sandbox``), written into the
+gradebook by this process alone, then nbgrader's own ``generate_feedback`` runs, the gradebook is checked and
+exported to CSV (``grades.csv``), and a report is written to ``reports/<assignment>/``.
+
+Refuses to grade when the sandbox cannot start, unless ``--unsafe-no-sandbox`` is given (logged loudly).
+"""
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+
+import nbformat
+
+from autograder import gradebook_io, intake, report
+from autograder.course_dir import nbgrader
+from autograder.sandbox import Limits, SandboxUnavailable, check_available
+from autograder.worker import Result, grade_one
+
+log = logging.getLogger("autograder.grade")
+
+
+def find_submissions(course, assignment):
+    """{student: notebook path} for every folder ``submitted/<student>/<assignment>/``."""
+    root = Path(course) / "submitted"
+    out = {}
+    for folder in sorted(root.glob(f"*/{assignment}")) if root.exists() else []:
+        out[folder.parent.name] = folder / f"{assignment}.ipynb"
+    return out
+
+
+def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, data_dir=None, progress=True):
+    """Grade every submission of one assignment; returns (list of Result, seconds)."""
+    course = Path(course).resolve()
+    try:
+        cells = gradebook_io.assignment_cells(course, assignment)
+    except Exception as err:  # noqa: BLE001  (MissingEntry, or no gradebook at all)
+        raise SystemExit(f"{assignment} is not in the gradebook ({err}): run `nbgrader generate_assignment {assignment}` first") from None
+    start = time.perf_counter()
+    workspace = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
+    gradebook_copy = workspace / "gradebook.db"
+    shutil.copy2(course / "gradebook.db", gradebook_copy)
+    results, jobs = [], []
+    submissions = find_submissions(course, assignment)
+    for student in sorted(set(gradebook_io.known_students(course)) - set(submissions)):
+        results.append(Result(student, assignment, "missing", "no submission", {g: [0.0, m] for g, m in cells.items()}))
+    for student, path in submissions.items():
+        zero = {g: [0.0, m] for g, m in cells.items()}
+        if not intake.valid_student_id(student):
+            results.append(Result(student[:64], assignment, "rejected", "the folder name is not a valid student id", zero))
+            continue
+        try:
+            nb, notes = intake.sanitise(path, list(cells))
+        except intake.Rejected as err:
+            results.append(Result(student, assignment, "rejected", str(err), zero))
+            continue
+        clean = workspace / "in" / student / f"{assignment}.ipynb"
+        clean.parent.mkdir(parents=True)
+        nbformat.write(nb, clean)
+        stamp = path.parent / "timestamp.txt"
+        jobs.append((dict(student=student, assignment=assignment, course=str(course), gradebook=str(gradebook_copy),
+                          notebook=str(clean), limits=asdict(limits), workspace=str(workspace), data_dir=data_dir,
+                          seed=seed, unsafe_no_sandbox=unsafe,
+                          timestamp=stamp.read_text().strip() if stamp.exists() else None), notes))
+    bar = _progress(len(jobs), assignment, progress)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(grade_one, job): (job, notes) for job, notes in jobs}
+        for future in as_completed(futures):
+            job, notes = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001  (one broken submission never stops the class)
+                result = Result(job["student"], assignment, "error", f"{type(err).__name__}: {err}",
+                                {g: [0.0, m] for g, m in cells.items()})
+            if notes:
+                result.reason = "; ".join(filter(None, [result.reason, *notes]))
+            results.append(result)
+            bar.update(1)
+    bar.close()
+    for result in sorted(results, key=lambda r: r.student):
+        if result.status == "missing":
+            continue
+        job = next((j for j, _ in jobs if j["student"] == result.student), {})
+        gradebook_io.record(course, result, job.get("timestamp"))
+        dest = course / "autograded" / result.student / assignment
+        if dest.exists():
+            shutil.rmtree(dest)
+        if result.autograded:
+            shutil.copytree(result.autograded, dest)
+    shutil.rmtree(workspace, ignore_errors=True)
+    return sorted(results, key=lambda r: r.student), time.perf_counter() - start
+
+
+def _progress(total, assignment, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"grading {assignment}", unit="submission", disable=not enabled)
+
+
+def export(course, to="grades.csv"):
+    """Check the gradebook (``gradebook_io.check``), then run ``nbgrader export``. Raises ExportRefused."""
+    problems = gradebook_io.check(course)
+    if problems:
+        raise gradebook_io.ExportRefused("refusing to export grades:\n  " + "\n  ".join(problems))
+    nbgrader(["export", "--to", str(to)], cwd=course)
+    return Path(course) / to
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m autograder.grade", description=__doc__.split("\n")[0])
+    parser.add_argument("assignments", nargs="*", help="assignment names, e.g. 01_layers")
+    parser.add_argument("--all", action="store_true", help="every assignment in source/")
+    parser.add_argument("--course", default=".", help="the course folder (holds nbgrader_config.py); default: here")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
+    parser.add_argument("--cell-timeout", type=int, default=Limits.cell_s, help="seconds per cell")
+    parser.add_argument("--notebook-timeout", type=int, default=Limits.notebook_s, help="seconds per notebook")
+    parser.add_argument("--memory-gb", type=float, default=Limits.memory / 2**30, help="address space per process")
+    parser.add_argument("--seed", type=int, default=0, help="seed every generator in each kernel (default 0)")
+    parser.add_argument("--no-feedback", action="store_true", help="skip nbgrader generate_feedback")
+    parser.add_argument("--no-export", action="store_true", help="skip the checked CSV export")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="run student code WITHOUT the sandbox (limits and seal only): only for code you trust")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    course = Path(args.course).resolve()
+    if not (course / "nbgrader_config.py").exists():
+        parser.error(f"{course} has no nbgrader_config.py: pass --course with the course folder")
+    names = args.assignments
+    if args.all:
+        from autograder.course_dir import assignments
+
+        names = assignments(course)
+    if not names:
+        parser.error("name at least one assignment, or pass --all")
+    if args.unsafe_no_sandbox:
+        log.warning("WARNING: --unsafe-no-sandbox: student code runs with YOUR rights, network and files. "
+                    "Resource limits and the seal still apply.")
+    else:
+        try:
+            check_available()
+        except SandboxUnavailable as err:
+            sys.exit(f"error: {err}")
+    limits = Limits(cell_s=args.cell_timeout, notebook_s=args.notebook_timeout, memory=int(args.memory_gb * 2**30))
+    data_dir = os.environ.get("COURSE_DATA")
+    for name in names:
+        results, seconds = grade_assignment(course, name, args.workers, limits, args.seed, args.unsafe_no_sandbox, data_dir)
+        cells = gradebook_io.assignment_cells(course, name)
+        print(report.write(course, name, results, cells, seconds, args.workers))
+        if not args.no_feedback:
+            nbgrader(["generate_feedback", name, "--force"], cwd=course)
+    if not args.no_export:
+        try:
+            print(f"grades exported to {export(course)}")
+        except gradebook_io.ExportRefused as err:
+            sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

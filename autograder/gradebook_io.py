@@ -1,0 +1,75 @@
+"""The trusted parent's side of the gradebook: write workers' results in, and check it before exporting.
+
+Only the parent process opens the real gradebook; workers grade in scratch copies and hand back results.
+"""
+import csv
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+
+
+class ExportRefused(Exception):
+    """The gradebook holds scores no honest grading could give; str(err) lists them."""
+
+
+def db_url(course):
+    return f"sqlite:///{Path(course) / 'gradebook.db'}"
+
+
+def assignment_cells(course, assignment):
+    """{grade_id: max_score} of the assignment's graded cells. Raises MissingEntry if it is not in the gradebook."""
+    with Gradebook(db_url(course)) as gb:
+        nb = gb.find_notebook(assignment, assignment)
+        return {cell.name: cell.max_score for cell in nb.grade_cells}
+
+
+def known_students(course):
+    with Gradebook(db_url(course)) as gb:
+        return sorted(s.id for s in gb.students)
+
+
+def record(course, result, timestamp=None):
+    """Write one worker Result into the real gradebook: its auto scores and late penalty.
+
+    Scores an instructor set by hand (manual_score, extra_credit) are left as they are.
+    """
+    with Gradebook(db_url(course)) as gb:
+        gb.update_or_create_student(result.student)
+        kwargs = {"timestamp": timestamp} if timestamp else {}
+        gb.update_or_create_submission(result.assignment, result.student, **kwargs)
+        nb = gb.find_submission_notebook(result.assignment, result.assignment, result.student)
+        for grade in nb.grades:
+            score, _ = result.scores.get(grade.name, (0.0, None))
+            grade.auto_score = float(score)
+            grade.needs_manual_grade = False
+        nb.late_submission_penalty = result.late_penalty or None
+        gb.db.commit()
+
+
+def read_extra_credit_allowed(course):
+    """{(student, assignment, grade_id): points} from the instructor's ``extra_credit.csv`` (may not exist)."""
+    path = Path(course) / "extra_credit.csv"
+    if not path.exists():
+        return {}
+    with path.open() as f:
+        return {(r["student"], r["assignment"], r["grade_id"]): float(r["points"]) for r in csv.DictReader(f)}
+
+
+def check(course):
+    """Problems (list of str) that make the gradebook unfit to export: a score outside its cell's range, or
+    extra credit the instructor did not list in extra_credit.csv."""
+    allowed = read_extra_credit_allowed(course)
+    problems = []
+    with Gradebook(db_url(course)) as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                for nb in sub.notebooks:
+                    for g in nb.grades:
+                        where = f"{sub.student.id}/{assignment.name}/{g.name}"
+                        for label, value in (("auto score", g.auto_score), ("manual score", g.manual_score)):
+                            if value is not None and not 0 <= value <= g.max_score:
+                                problems.append(f"{where}: {label} {value} outside 0..{g.max_score}")
+                        extra = g.extra_credit or 0
+                        if extra and allowed.get((sub.student.id, assignment.name, g.name)) != extra:
+                            problems.append(f"{where}: extra credit {extra} that extra_credit.csv does not list")
+    return problems

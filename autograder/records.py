@@ -1,0 +1,55 @@
+"""Signed records: how the sealed kernel tells the grader what ran, what passed and what was tampered with.
+
+The kernel writes one line per event to a pipe that the (trusted) sandbox launcher copies to a file outside
+the sandbox. Every line carries an HMAC-SHA256 made with a key that only the kernel's trusted bootstrap holds
+(it reads the key from a pipe before any student code runs). Student code can write to the same pipe, but it
+cannot sign, so the grader ignores what it writes. A pipe only appends: nothing signed can be taken back.
+
+Line format: ``<seq> <kind> <json payload> <hex mac>``, where the mac covers ``<seq> <kind> <payload>``.
+Kinds: ``start`` (bootstrap done), ``cell`` (a notebook cell is about to run: sha256 of its source and the
+seal's state), ``test`` (a graded test cell finished: grade_id, sha256 of its source, passed, why),
+``tamper`` (student code reached for something that could defeat the tests).
+"""
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+KEY_BYTES = 32
+
+
+def sign(key, seq, kind, payload):
+    """One signed line (str, ending in a newline) for event ``kind`` with JSON-able ``payload``."""
+    body = f"{seq} {kind} {json.dumps(payload, sort_keys=True, separators=(',', ':'))}"
+    mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return f"{body} {mac}\n"
+
+
+@dataclass
+class Record:
+    seq: int
+    kind: str
+    payload: dict
+
+
+def read_records(text, key):
+    """The validly signed records in ``text`` (the launcher's copy of the pipe), in the order written.
+
+    Lines that do not verify (written by student code, or cut off) are dropped; ``seq`` must increase by one
+    from 0, so a signed line replayed by student code is dropped too.
+    """
+    out = []
+    for line in text.splitlines():
+        body, _, mac = line.rpartition(" ")
+        if not body or not hmac.compare_digest(hmac.new(key, body.encode(), hashlib.sha256).hexdigest(), mac):
+            continue
+        seq, kind, payload = body.split(" ", 2)
+        if int(seq) != len(out):
+            continue
+        out.append(Record(int(seq), kind, json.loads(payload)))
+    return out
+
+
+def source_sha(source):
+    """sha256 hex of a cell's source as the grader sends it (trailing whitespace ignored)."""
+    return hashlib.sha256(source.rstrip().encode()).hexdigest()

@@ -1,0 +1,61 @@
+"""The instructor's report after grading: which tests the class failed most, and which submissions broke.
+
+Writes ``reports/<assignment>/report.md`` (a table), ``failure_rates.png`` (a bar chart) and
+``results.json`` (every Result) under the course folder; returns the Markdown text.
+"""
+import json
+from pathlib import Path
+
+
+def failure_rates(results, cells):
+    """{grade_id: (failed, graded)} over the results that were graded or crashed (rejections excluded)."""
+    rates = {gid: [0, 0] for gid in cells}
+    for r in results:
+        if r.status in ("rejected", "missing"):
+            continue
+        for gid in cells:
+            rates[gid][1] += 1
+            if gid in r.failed:
+                rates[gid][0] += 1
+    return {gid: tuple(v) for gid, v in rates.items()}
+
+
+def write(course, assignment, results, cells, seconds, workers):
+    out = Path(course) / "reports" / assignment
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps([r.to_json() for r in results], indent=1))
+    rates = failure_rates(results, cells)
+    lines = [f"# Grading report: {assignment}", "",
+             f"{len(results)} submissions in {seconds:.0f} s with {workers} workers.", "",
+             "## Tests by failure rate", "", "| test | points | failed | of |", "|---|---|---|---|"]
+    for gid, (failed, graded) in sorted(rates.items(), key=lambda kv: -kv[1][0] / max(kv[1][1], 1)):
+        lines.append(f"| {gid} | {cells[gid]:g} | {failed} | {graded} |")
+    trouble = [r for r in results if r.status != "graded" or r.reason]
+    lines += ["", "## Submissions that did not grade cleanly", ""]
+    lines += [f"- **{r.student}**: {r.status}. {r.reason}" for r in trouble] or ["None."]
+    flagged = [r for r in results if r.tamper]
+    lines += ["", "## Reported by the sealed kernel (look at these by hand)", ""]
+    lines += [f"- **{r.student}**: {'; '.join(dict.fromkeys(r.tamper))[:400]}" for r in flagged] or ["Nothing."]
+    text = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(text)
+    _plot(rates, out / "failure_rates.png", assignment)
+    return text
+
+
+def _plot(rates, path, assignment):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rates)
+    share = [100 * f / g if g else 0 for f, g in rates.values()]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
+    ax.barh(names, share, color="tab:red")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("submissions failing the test (%)")
+    ax.set_title(f"{assignment}: which tests the class found hardest")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

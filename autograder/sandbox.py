@@ -1,0 +1,295 @@
+"""The sandbox each graded notebook's kernel runs in: bubblewrap (Linux namespaces) plus resource limits.
+
+Why bubblewrap: it needs no daemon and no root (unprivileged user namespaces), is packaged by Debian and
+every major distribution (Flatpak is built on it), and starts in milliseconds, so a sandboxed kernel costs
+about what a plain one does. Docker is what JupyterHub servers and laptops usually do *not* have.
+
+How it is wired: nbgrader starts kernels from a kernelspec. The grader writes a kernelspec whose argv is
+``python -m autograder.sandbox {connection_file}`` (this module's ``main``), which runs *outside* the sandbox:
+
+1. sets resource limits that the sandbox inherits (CPU seconds, address space, processes, file size, no
+   core dumps);
+2. makes a signing key and two pipes (key in, records out; see ``autograder.records``);
+3. starts ``bwrap`` around ``python -m autograder.seal -f {connection_file}``, and copies the record pipe to
+   a file in the grader's own folder until the kernel exits.
+
+What the kernel sees (``bwrap_argv``): the system folders and the Python installation read-only; of the
+course only ``course/`` and ``autograder/`` read-only (not ``source/``, ``release/``, ``submitted/``,
+``autograded/``, the gradebook, other students or any home folder); the data set read-only when one is
+configured; a private size-limited tmpfs as its working folder and ``/tmp``; its own connection file and
+kernel sockets (the kernel talks ZeroMQ over Unix sockets, since it has no network: ``--unshare-net``); new
+user, PID, IPC, UTS and cgroup namespaces; no capabilities; dies with the grader.
+"""
+import json
+import os
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from autograder.course_dir import ROOT
+
+KERNEL_NAME = "course-sandbox"
+CONFIG_ENV = "GRADER_SANDBOX_CONFIG"
+MiB = 1024 * 1024
+PRIVATE_UID_BASE = 200_000  # uids no account uses: one per sandboxed kernel when grading as root
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces here; grading refuses rather than run unsandboxed."""
+
+
+@dataclass
+class Limits:
+    """What one submission may use. Times in seconds, sizes in bytes.
+
+    cell_s: wall time per cell (nbgrader's Execute.timeout); notebook_s: wall time for the whole notebook,
+    kernel start included; cpu_s: CPU time of the kernel process; memory: address space per process (torch
+    alone maps about 3.5 GB); processes: tasks (threads count) the sandbox's user may have; file: largest
+    file it may write; scratch: size of its private working folder and of its /tmp.
+    """
+
+    cell_s: int = 180
+    notebook_s: int = 900
+    cpu_s: int = 1800
+    memory: int = 8 * 1024 * MiB
+    processes: int = 128
+    file: int = 256 * MiB
+    scratch: int = 512 * MiB
+
+
+def _read_only_roots():
+    """Host folders the kernel needs to read: the OS, the Python installation and its environment."""
+    roots = ["/usr", "/etc", "/opt"]
+    for prefix in {sys.base_prefix, sys.prefix, sys.exec_prefix}:
+        roots.append(str(Path(prefix).resolve()))
+    return roots
+
+
+def bwrap_argv(workdir, runtime_dir, data_dir=None, scratch=512 * MiB, root=ROOT):
+    """The ``bwrap`` command line (list of str) up to and excluding the command to run.
+
+    workdir: the kernel's working folder as nbgrader asked for it; inside it is a fresh tmpfs, so what the
+        submission writes there is thrown away and nothing it writes can be followed by the grader outside.
+    runtime_dir: the folder holding the connection file and the kernel's Unix sockets (bound read-write).
+    data_dir: the course's data set, bound read-only (or None).
+    """
+    if os.geteuid() == 0:
+        # As root bwrap needs no user namespace; the kernel then drops to a private uid of its own
+        # (autograder.seal), which is what makes the process limit count: root ignores RLIMIT_NPROC.
+        argv = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        argv = ["bwrap", "--unshare-all", "--cap-drop", "ALL"]
+    argv += ["--die-with-parent", "--new-session", "--clearenv"]
+    binds = _read_only_roots() + [str(Path(root) / "course"), str(Path(root) / "autograder"), str(runtime_dir), str(workdir)]
+    if data_dir is not None:
+        binds.append(str(Path(data_dir).resolve()))
+    for parent in sorted({str(a) for b in binds for a in Path(b).parents if str(a) != "/"}, key=len):
+        # bwrap would copy the host folder's mode (/root is 0700): the kernel's private uid must pass through
+        argv += ["--perms", "0755", "--dir", parent]
+    for path in _read_only_roots():
+        if Path(path).exists():
+            argv += ["--ro-bind", path, path]
+    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
+        host = Path("/") / name
+        if host.is_symlink():
+            argv += ["--symlink", os.readlink(host), f"/{name}"]
+        elif host.exists():
+            argv += ["--ro-bind", str(host), f"/{name}"]
+    for secret in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers"):
+        if Path(secret).exists():
+            argv += ["--ro-bind", "/dev/null", secret]
+    for package in ("course", "autograder"):
+        argv += ["--ro-bind", str(Path(root) / package), str(Path(root) / package)]
+    if data_dir is not None and Path(data_dir).is_dir():
+        argv += ["--ro-bind", str(Path(data_dir).resolve()), str(Path(data_dir).resolve())]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--perms", "1777", "--size", str(scratch), "--tmpfs", "/tmp"]
+    argv += ["--perms", "1777", "--size", str(scratch), "--tmpfs", str(workdir)]
+    argv += ["--bind", str(runtime_dir), str(runtime_dir)]
+    argv += ["--chdir", str(workdir)]
+    return argv
+
+
+def sandbox_env(workdir, root=ROOT, extra=None):
+    """The kernel's whole environment (dict); bwrap --clearenv drops the grader's own."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "PYTHONPATH": str(root),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "IPYTHONDIR": "/tmp/ipython",
+        "TORCH_HOME": "/tmp/torch",
+        "NBGRADER_EXECUTION": "autograde",
+        "LANG": "C.UTF-8",
+    }
+    env.update(extra or {})
+    return env
+
+
+def setenv_args(env):
+    """bwrap arguments that set exactly ``env`` (dict) inside the sandbox."""
+    return [arg for name, value in env.items() for arg in ("--setenv", name, value)]
+
+
+def check_available():
+    """Start a trivial sandbox; raise SandboxUnavailable with what to do when that fails."""
+    if shutil.which("bwrap") is None:
+        raise SandboxUnavailable(
+            "bubblewrap is not installed, so student code cannot be sandboxed. Install it (Debian/Ubuntu: "
+            "sudo apt install bubblewrap) or, knowing that student code will then run with your rights, pass "
+            "--unsafe-no-sandbox."
+        )
+    probe = Path(os.environ.get("TMPDIR", "/tmp")) / f"grader-probe-{secrets.token_hex(4)}"
+    probe.mkdir()
+    try:
+        argv = bwrap_argv(probe, probe) + [sys.executable, "-c", "import socket; print('ok')"]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    if proc.returncode != 0 or proc.stdout.strip() != "ok":
+        raise SandboxUnavailable(
+            "bubblewrap is installed but could not start a sandbox here:\n  " + proc.stderr.strip().replace("\n", "\n  ")
+            + "\nUser namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04 "
+            "an AppArmor profile for bwrap), or this runs in a container that forbids them. Fix that, or pass "
+            "--unsafe-no-sandbox knowing that student code will then run with your rights."
+        )
+
+
+def write_kernelspec(folder, config_path):
+    """Write ``folder/kernels/course-sandbox/kernel.json``; returns the folder to put on JUPYTER_PATH.
+
+    The kernel is started with interrupt_mode "message": it lives in its own session inside the sandbox,
+    where a signal to the launcher's process group would not reach it.
+    """
+    spec_dir = Path(folder) / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "autograder.sandbox", "{connection_file}"],
+        "display_name": "Python 3 (grading sandbox)",
+        "language": "python",
+        "interrupt_mode": "message",
+        "env": {CONFIG_ENV: str(config_path), "PYTHONPATH": str(ROOT)},
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return Path(folder)
+
+
+@dataclass
+class LaunchConfig:
+    """What the launcher reads from CONFIG_ENV (written by the worker for one submission)."""
+
+    record_path: str
+    limits: dict
+    data_dir: str = None
+    seed: int = 0
+    record_cap: int = 4 * MiB
+    unsafe_no_sandbox: bool = False
+    runtime_dir: str = None
+
+    def save(self, path):
+        Path(path).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path):
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _tasks_of(uid):
+    """How many tasks (processes and threads) user ``uid`` has now."""
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"\nUid:\t{uid}\t" in text:
+            count += int(text.split("\nThreads:\t", 1)[1].split()[0]) if "\nThreads:\t" in text else 1
+    return count
+
+
+def _set_limits(limits, private_uid):
+    """RLIMIT_NPROC counts every task of the real user: as root the kernel gets a private uid and the
+    limit is exact; otherwise the limit is what the user already runs plus the allowance."""
+
+    def cap(which, value):
+        soft, hard = resource.getrlimit(which)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+    cap(resource.RLIMIT_CPU, limits.cpu_s)
+    cap(resource.RLIMIT_AS, limits.memory)
+    cap(resource.RLIMIT_NPROC, limits.processes if private_uid else _tasks_of(os.getuid()) + limits.processes)
+    cap(resource.RLIMIT_FSIZE, limits.file)
+    cap(resource.RLIMIT_CORE, 0)
+    os.nice(5)  # a submission that spins cannot starve the grader's own processes
+
+
+def _relay(read_fd, path, cap):
+    """Copy the record pipe to ``path`` until every writer has closed it; stop storing after ``cap`` bytes."""
+    written = 0
+    with open(path, "ab") as out:
+        while True:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            if written < cap:
+                out.write(chunk[: cap - written])
+                out.flush()
+                written += len(chunk)
+    os.close(read_fd)
+
+
+def main(argv=None):
+    """Kernelspec entry point: ``python -m autograder.sandbox CONNECTION_FILE``."""
+    args = argv or sys.argv[1:]
+    connection_file, kernel_args = Path(args[0]).resolve(), args[1:]
+    config = LaunchConfig.load(os.environ[CONFIG_ENV])
+    if config.runtime_dir is None or connection_file.parent != Path(config.runtime_dir).resolve():
+        # The folder holding the connection file is bound into the sandbox read-write: it must be the
+        # worker's private runtime folder, never a shared one such as /tmp.
+        sys.exit(f"grading sandbox: connection file {connection_file} is not in the private runtime folder {config.runtime_dir}")
+    info = json.loads(connection_file.read_text())
+    if info.get("transport") != "ipc" or Path(info.get("ip", "")).parent != connection_file.parent:
+        # No network inside: the kernel must talk over Unix sockets in the runtime folder.
+        sys.exit(f"grading sandbox: the kernel must use ipc sockets in {config.runtime_dir}, got {info.get('transport')} {info.get('ip')}")
+    limits = Limits(**config.limits)
+    key = secrets.token_bytes(32)
+    Path(config.record_path + ".key").write_bytes(key)
+    key_r, key_w = os.pipe()
+    rec_r, rec_w = os.pipe()
+    os.write(key_w, key)
+    os.close(key_w)
+    workdir = Path.cwd()
+    extra = {"GRADER_KEY_FD": str(key_r), "GRADER_RECORD_FD": str(rec_w), "GRADER_SEED": str(config.seed)}
+    private_uid = None
+    if os.geteuid() == 0 and not config.unsafe_no_sandbox:
+        private_uid = PRIVATE_UID_BASE + os.getpid() % 100_000
+        extra["GRADER_UID"] = str(private_uid)
+        os.chown(connection_file.parent, private_uid, private_uid)  # the kernel makes its sockets there
+        os.chown(connection_file, private_uid, private_uid)
+    kernel = [sys.executable, "-m", "autograder.seal", "-f", str(connection_file), *kernel_args]
+    env = sandbox_env(workdir, extra=extra)
+    if config.unsafe_no_sandbox:  # the instructor's explicit, logged opt-out: limits and seal, no namespaces
+        child = subprocess.Popen(kernel, pass_fds=(key_r, rec_w), env=env, preexec_fn=lambda: _set_limits(limits, private_uid))
+    else:
+        argv_ = bwrap_argv(workdir, connection_file.parent, config.data_dir, limits.scratch)
+        argv_ += setenv_args(env) + kernel
+        child = subprocess.Popen(argv_, pass_fds=(key_r, rec_w), preexec_fn=lambda: _set_limits(limits, private_uid))
+    os.close(key_r)
+    os.close(rec_w)
+    _relay(rec_r, config.record_path, config.record_cap)
+    sys.exit(child.wait())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Grade one submission in a private scratch course; the real gradebook is never touched here.
+
+The parent (``autograder.grade``) gives each worker a sanitised copy of the notebook and a copy of the
+gradebook. The worker runs the real ``nbgrader autograde`` in its scratch course, with the kernel in the
+sandbox (``autograder.sandbox``) and test cells run sealed (``autograder.sealed_execute``), then decides each
+test cell's score from nbgrader's own grade *and* the kernel's signed records (``autograder.records``):
+
+- a test cell earns its points only if nbgrader graded it passed, a validly signed record says the test ran
+  with exactly the gradebook's source and passed, and no tamper record came before it;
+- when the kernel died or the notebook ran out of time, nbgrader keeps nothing; the signed records still say
+  which tests ran and passed before that, so those keep their points and the rest get 0 with the reason.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autograder.course_dir import ROOT
+from autograder.records import read_records, source_sha
+from autograder.sandbox import KERNEL_NAME, LaunchConfig, Limits, write_kernelspec
+
+WORKER_CONFIG = '''
+# --- added by autograder.worker for one sandboxed submission ---
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import IgnorePattern, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata
+from autograder.sealed_execute import SealedExecute
+c.Autograde.autograde_preprocessors = [SealedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.ExecutePreprocessor.kernel_name = "{kernel}"
+c.Execute.timeout = {cell_s}
+c.Execute.execute_retries = 0
+c.KernelManager.transport = "ipc"
+c.KernelManager.ip = "{runtime}/kernel"
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 60
+'''
+
+
+@dataclass
+class Result:
+    """What grading one submission gave.
+
+    status: "graded", "crashed" (kernel died), "timed out" (notebook wall time), "rejected" (not gradable:
+    reason says why), "missing" (nothing submitted), "error" (the grader failed; reason has its output).
+    scores: {grade_id: [score, max_score]} for every graded cell of the assignment.
+    failed: {grade_id: why} for test cells that earned less than their maximum.
+    tamper: what the kernel reported student code reaching for (empty for honest code).
+    """
+
+    student: str
+    assignment: str
+    status: str
+    reason: str = ""
+    scores: dict = field(default_factory=dict)
+    failed: dict = field(default_factory=dict)
+    tamper: list = field(default_factory=list)
+    seconds: float = 0.0
+    late_penalty: float = 0.0
+    autograded: str = None
+
+    def to_json(self):
+        return asdict(self)
+
+
+def graded_cells(gradebook_url, assignment):
+    """{grade_id: (max_score, sha256 of the gradebook's source, is_test)} for every graded cell."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    out = {}
+    with Gradebook(gradebook_url) as gb:
+        nb = gb.find_notebook(assignment, assignment)
+        for cell in nb.grade_cells:
+            source = gb.find_source_cell(cell.name, assignment, assignment)
+            try:
+                gb.find_solution_cell(cell.name, assignment, assignment)
+                is_test = False
+            except MissingEntry:
+                is_test = cell.cell_type == "code"
+            out[cell.name] = (cell.max_score, source_sha(source.source), is_test)
+    return out
+
+
+def _nbgrader_scores(gradebook_url, assignment, student):
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(gradebook_url) as gb:
+        try:
+            nb = gb.find_submission_notebook(assignment, assignment, student)
+        except MissingEntry:
+            return None, 0.0
+        return {g.name: (g.auto_score, g.needs_manual_grade) for g in nb.grades}, float(nb.late_submission_penalty or 0)
+
+
+def decide(cells, nb_scores, records, status):
+    """Per-cell scores from nbgrader's grades and the signed records: returns (scores, failed, tamper).
+
+    cells: from graded_cells; nb_scores: {grade_id: (auto_score, needs_manual)} or None when nbgrader kept
+    nothing (kernel died, timed out).
+    """
+    tamper, first_tamper = [], None
+    tests = {}
+    for rec in records:
+        if rec.kind == "tamper":
+            tamper.append(rec.payload["event"])
+            first_tamper = rec.seq if first_tamper is None else first_tamper
+        elif rec.kind == "cell" and rec.payload.get("changed"):
+            tamper.append("sealed classes changed: " + "; ".join(rec.payload["changed"][:3]))
+            first_tamper = rec.seq if first_tamper is None else first_tamper
+        elif rec.kind == "cell" and rec.payload.get("patched"):
+            patched = "patched (tests saw the sealed originals): " + "; ".join(rec.payload["patched"][:3])
+            if patched not in tamper:
+                tamper.append(patched)
+        elif rec.kind == "test":
+            tests.setdefault(rec.payload["grade_id"], (rec.seq, rec.payload))
+    scores, failed = {}, {}
+    for gid, (max_score, sha, is_test) in cells.items():
+        nb = nb_scores.get(gid) if nb_scores else None
+        if not is_test:
+            scores[gid] = [nb[0] if nb and nb[0] is not None else 0.0, max_score]
+            continue
+        seq, rec = tests.get(gid, (None, None))
+        if rec is None:
+            why = f"did not run ({status})" if status != "graded" else "no signed record that the test ran"
+        elif rec["sha"] != sha:
+            why = "the test that ran is not the gradebook's test"
+        elif first_tamper is not None and first_tamper < seq:
+            why = "tampering reported before this test: " + tamper[0]
+        elif not rec["passed"]:
+            why = rec["why"] or "failed"
+        elif nb is not None and (nb[0] or 0) < max_score:
+            why = "nbgrader found an error in the cell's output"
+        else:
+            why = None
+        scores[gid] = [0.0 if why else float(max_score), max_score]
+        if why:
+            failed[gid] = why
+    return scores, failed, tamper
+
+
+def _run(cmd, cwd, env, timeout):
+    """Run cmd in its own process group; kill the whole group at the time limit. Returns (rc, output, timed_out)."""
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            timed_out = True
+        out.seek(0)
+        return proc.returncode, out.read().decode(errors="replace"), timed_out
+
+
+def grade_one(job):
+    """Grade one submission described by ``job`` (dict, see ``autograder.grade``); returns a Result."""
+    start = time.perf_counter()
+    student, assignment = job["student"], job["assignment"]
+    limits = Limits(**job["limits"])
+    ws = Path(tempfile.mkdtemp(prefix="g-", dir=job["workspace"]))
+    course = ws / "course"
+    (course / "source").mkdir(parents=True)
+    shutil.copytree(Path(job["course"]) / "source" / assignment, course / "source" / assignment)
+    shutil.copy2(job["gradebook"], course / "gradebook.db")
+    submitted = course / "submitted" / student / assignment
+    submitted.mkdir(parents=True)
+    shutil.copy2(job["notebook"], submitted / f"{assignment}.ipynb")
+    if job.get("timestamp"):
+        (submitted / "timestamp.txt").write_text(job["timestamp"])
+    records_path = ws / "records.log"
+    # The kernel's connection file and Unix sockets go to a private folder (jupyter_client puts the
+    # connection file in TMPDIR); kept short, since a Unix socket path may not exceed 107 bytes.
+    runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp")).resolve()
+    launch = LaunchConfig(str(records_path), job["limits"], job.get("data_dir"), job.get("seed", 0),
+                          unsafe_no_sandbox=job.get("unsafe_no_sandbox", False), runtime_dir=str(runtime))
+    launch.save(ws / "launch.json")
+    config = (Path(job["course"]) / "nbgrader_config.py").read_text()
+    config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=runtime)
+    (course / "nbgrader_config.py").write_text(config)
+    jupyter = write_kernelspec(ws / "jupyter", ws / "launch.json")
+    env = dict(os.environ, JUPYTER_PATH=str(jupyter), JUPYTER_RUNTIME_DIR=str(runtime), TMPDIR=str(runtime),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    cmd = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
+           "--Autograde.create_student=True"]
+    try:
+        rc, output, timed_out = _run(cmd, course, env, limits.notebook_s)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    url = f"sqlite:///{course / 'gradebook.db'}"
+    nb_scores, penalty = _nbgrader_scores(url, assignment, student)
+    autograded = course / "autograded" / student / assignment / f"{assignment}.ipynb"
+    key_path = Path(str(records_path) + ".key")
+    records = read_records(records_path.read_text(errors="replace"), key_path.read_bytes()) if key_path.exists() else []
+    if timed_out:
+        status, reason = "timed out", f"the notebook ran longer than {limits.notebook_s} s"
+    elif "DeadKernelError" in output or "Kernel died" in output:
+        status, reason = "crashed", "the kernel died (os._exit, a segfault, or killed for memory) while a cell ran"
+    elif rc != 0 or not autograded.exists():
+        status, reason = "crashed", _last_error(output)
+    else:
+        status, reason = "graded", ""
+    if not records:
+        reason = (reason + "; " if reason else "") + "the sandboxed kernel wrote no signed records"
+    if status != "graded":
+        nb_scores = None
+    cells = graded_cells(url, assignment)
+    scores, failed, tamper = decide(cells, nb_scores, records, status)
+    timeouts = _timed_out_cells(autograded) if autograded.exists() else []
+    if timeouts:
+        reason = "; ".join(filter(None, [reason, f"cell time limit ({limits.cell_s} s) reached in: {', '.join(timeouts)}"]))
+    result = Result(student, assignment, status, reason, scores, failed, tamper, time.perf_counter() - start,
+                    penalty, str(autograded.parent) if autograded.exists() else None)
+    (ws / "nbgrader.log").write_text(output)
+    (ws / "result.json").write_text(json.dumps(result.to_json(), indent=1))
+    return result
+
+
+def _timed_out_cells(path):
+    """Names (grade_id, or "cell N") of the cells nbgrader stopped at the cell time limit."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+            out.append(cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i}")
+    return out
+
+
+def _last_error(output):
+    lines = [line for line in output.splitlines() if "[ERROR]" in line or "Error" in line]
+    return (lines[-1] if lines else output.strip().splitlines()[-1] if output.strip() else "nbgrader failed")[-300:]

@@ -1,0 +1,95 @@
+"""Benchmark: the class grader against plain nbgrader, side by side in one run; prints figures.
+
+1. One submission of ASSIGNMENT: `python -m autograder.grade` with one worker (sandbox, seal, intake,
+   gradebook merge, no feedback/export) against plain `nbgrader autograde --student` of the same notebook.
+   Target: at most 1.1x plain nbgrader's time.
+2. A class of N generated submissions (correct, wrong, a kernel that dies, in turn): the grader with
+   --workers W against plain serial `nbgrader autograde` of the whole class. Target: at least 1.8x the
+   throughput on 2 cores.
+
+Usage: python -m tests.benchmarks.grading [--assignment 01_layers] [--class-size 40] [--workers 2] [--repeats 3]
+"""
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from autograder.course_dir import ROOT
+from tests.grading import Case, add_students, build_submission, new_course, strip_markers  # noqa: F401
+
+
+def make_class(course, assignment, size):
+    """Write `size` submissions: the solution, the blank release and a dying kernel, in turn."""
+    kinds = [Case("s", "solution"), Case("b", "blank", blank=True)]
+    students = []
+    for i in range(size):
+        case = kinds[i % 2]
+        nb = build_submission(case, assignment)
+        if i % 5 == 4:  # every fifth kernel dies in its first code cell
+            first = next(c for c in nb.cells if c.cell_type == "code")
+            first.source = "import os\nos._exit(1)\n" + first.source
+        folder = Path(course) / "submitted" / f"student{i:03d}" / assignment
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{assignment}.ipynb")
+        students.append(f"student{i:03d}")
+    return students
+
+
+def timed(cmd, cwd):
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0 and "autograde" not in cmd:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
+    return seconds
+
+
+def grader_cmd(course, assignment, workers):
+    return [sys.executable, "-m", "autograder.grade", assignment, "--course", str(course), "--workers", str(workers),
+            "--no-feedback", "--no-export"]
+
+
+def plain_cmd(assignment, student=None):
+    return [sys.executable, "-m", "nbgrader", "autograde", assignment, "--force"] + (["--student", student] if student else [])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--assignment", default="01_layers")
+    parser.add_argument("--class-size", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-grading-"))
+    try:
+        one = new_course(tmp / "one", args.assignment)
+        make_class(one, args.assignment, 1)
+        add_students(one, ["student000"])
+        ours, plain = [], []
+        for _ in range(args.repeats):  # interleaved, so both see the same machine state
+            plain.append(timed(plain_cmd(args.assignment, "student000"), one))
+            ours.append(timed(grader_cmd(one, args.assignment, 1), one))
+        p, o = statistics.median(plain), statistics.median(ours)
+        print(f"1. one submission of {args.assignment} (median of {args.repeats}): plain nbgrader {p:.1f} s, "
+              f"sandboxed grader {o:.1f} s: {o / p:.2f}x plain (target <= 1.1x)")
+        whole = new_course(tmp / "class", args.assignment)
+        students = make_class(whole, args.assignment, args.class_size)
+        add_students(whole, students)
+        p = timed(plain_cmd(args.assignment), whole)
+        o = timed(grader_cmd(whole, args.assignment, args.workers), whole)
+        n = args.class_size
+        print(f"2. class of {n} ({args.workers} workers): plain serial nbgrader {p:.0f} s ({n / p * 60:.1f}/min), "
+              f"grader {o:.0f} s ({n / o * 60:.1f}/min): {p / o:.2f}x the throughput (target >= 1.8x)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,209 @@
+"""The class grader against the adversarial corpus (tests/adversarial.py), run as an instructor runs it.
+
+One `python -m autograder.grade 01_layers` grades every attack in a scratch course with two workers. Then:
+each attack earns exactly what an honest grader gives; nothing outside the grader's own outputs changed in
+the course folder (hashed before and after), in the real home folder, or on the network; the export refuses
+forged extra credit; the report names what broke. Needs bubblewrap (`.ci/run` installs it).
+"""
+import hashlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from autograder.course_dir import ROOT
+from tests.adversarial import ATTACKS, EXERCISES, ASSIGNMENT, build
+from tests.grading import new_course, read_scores
+
+pytestmark = pytest.mark.slow
+PROTECTED = ("source", "release", "submitted", "nbgrader_config.py")
+
+
+def tree_hash(course):
+    """sha256 over every file (path and bytes) under the folders the grader must never change."""
+    h = hashlib.sha256()
+    for name in PROTECTED:
+        root = Path(course) / name
+        for path in sorted([root] if root.is_file() else root.rglob("*")):
+            if path.is_file():
+                h.update(str(path.relative_to(course)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+class Listener:
+    """A TCP server on the host's loopback that records every connection made to it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.connections = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, addr = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(addr)
+            conn.close()
+
+
+def grade_cli(course, *extra, env=None):
+    cmd = [sys.executable, "-m", "autograder.grade", ASSIGNMENT, "--course", str(course), "--workers", "2",
+           "--cell-timeout", "20", "--notebook-timeout", "150", "--memory-gb", "6", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, record_timing):
+    """(course, scores, results, cli output, hashes before/after, listener, home canary) after one grading run."""
+    import time
+
+    course = new_course(tmp_path_factory.mktemp("adversarial") / "course", ASSIGNMENT)
+    listener = Listener()
+    canary = Path.home() / f".grader-canary-{secrets.token_hex(4)}"
+    fill = {"course": str(course), "home_canary": str(canary), "port": listener.port}
+    for attack in ATTACKS:
+        folder = course / "submitted" / attack.name / ASSIGNMENT
+        folder.mkdir(parents=True)
+        data = build(attack, fill)
+        if data is not None:
+            (folder / f"{ASSIGNMENT}.ipynb").write_bytes(data)
+    before = tree_hash(course)
+    start = time.perf_counter()
+    proc = grade_cli(course)
+    record_timing(f"class grader: {len(ATTACKS)} adversarial submissions, 2 workers", time.perf_counter() - start)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    after = tree_hash(course)
+    results = {r["student"]: r for r in json.loads((course / "reports" / ASSIGNMENT / "results.json").read_text())}
+    scores = read_scores(course, ASSIGNMENT, [a.name for a in ATTACKS])
+    yield course, scores, results, proc.stdout + proc.stderr, before, after, listener, canary
+    listener.sock.close()
+    canary.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_attack_earns_what_an_honest_grader_gives(graded, attack):
+    """Per exercise, the gradebook holds exactly the points the attack's honest answers deserve."""
+    _, scores, results, *_ = graded
+    result = results[attack.name]
+    accepted = attack.status if isinstance(attack.status, tuple) else (attack.status,)
+    assert result["status"] in accepted, f"{attack.name} ({attack.why}): {result['status']}: {result['reason']}"
+    got = scores[attack.name]
+    if attack.status == "rejected":
+        assert got is not None and all(score == 0 for score, _, _ in got.values()), got
+        return
+    earned = {ex: sum(got[gid][0] for gid in gids) for ex, gids in EXERCISES.items()}
+    assert earned == attack.earns, f"{attack.name} ({attack.why}):\n  expected {attack.earns}\n  got {earned}\n  {result['failed']}"
+    assert not any(needs for _, _, needs in got.values()), "nothing may be left needing a manual grade"
+
+
+def test_nothing_outside_the_graders_outputs_changed(graded):
+    """source/, release/, submitted/ and the config hash the same before and after grading."""
+    _, _, _, _, before, after, _, _ = graded
+    assert before == after
+
+
+def test_no_connection_reached_the_host_and_home_is_untouched(graded):
+    """The network attack never connected; the home-folder attack wrote nothing there."""
+    *_, listener, canary = graded
+    assert listener.connections == []
+    assert not canary.exists()
+
+
+def test_reasons_are_recorded_for_crashes_and_time_limits(graded):
+    """Crashed and timed-out submissions say why; cheats reaching for the interpreter are reported."""
+    _, _, results, *_ = graded
+    assert "kernel died" in results["os_exit"]["reason"]
+    assert "cell time limit" in results["infinite_loop"]["reason"]
+    assert "cell time limit" in results["sleep_forever"]["reason"]
+    assert any("gc.get_objects" in t for t in results["gc_reach"]["tamper"])
+    assert any("torch.Tensor.__eq__" in t for t in results["patch_tensor_eq"]["tamper"])
+    assert any("math.isclose" in t for t in results["patch_math_isclose"]["tamper"])
+    assert "duplicated or split" in results["duplicated_cell"]["reason"]
+    assert results["honest_solution"]["tamper"] == [] and results["honest_wrong"]["tamper"] == []
+
+
+def test_output_flood_is_cut(graded):
+    """20 MB printed by a cell does not end up in the autograded notebook."""
+    course = graded[0]
+    path = course / "autograded" / "output_flood" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert path.stat().st_size < 2 * 2**20
+
+
+def test_report_table_plot_and_feedback(graded):
+    """The report ranks tests by failure rate, lists what broke, has its plot; feedback exists for graded work."""
+    course = graded[0]
+    text = (course / "reports" / ASSIGNMENT / "report.md").read_text()
+    assert "| count_params_hidden |" in text and "os_exit" in text and "invalid_json" in text
+    assert (course / "reports" / ASSIGNMENT / "failure_rates.png").stat().st_size > 1000
+    assert (course / "feedback" / "honest_solution" / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
+
+
+def test_export_writes_grades_and_refuses_forged_extra_credit(graded):
+    """grades.csv has every student at most the maximum; extra credit no instructor listed blocks the export."""
+    import csv
+
+    from nbgrader.api import Gradebook
+
+    from autograder.gradebook_io import ExportRefused, db_url
+    from autograder.grade import export
+
+    course = graded[0]
+    rows = list(csv.DictReader((course / "grades.csv").open()))
+    assert {r["student_id"] for r in rows} >= {a.name for a in ATTACKS}
+    assert all(float(r["score"]) <= float(r["max_score"]) for r in rows)
+    with Gradebook(db_url(course)) as gb:
+        grade = gb.find_grade("count_params_hidden", ASSIGNMENT, ASSIGNMENT, "write_gradebook")
+        grade.extra_credit = 50
+        gb.db.commit()
+    try:
+        with pytest.raises(ExportRefused, match="write_gradebook/01_layers/count_params_hidden: extra credit 50"):
+            export(course, "refused.csv")
+        (course / "extra_credit.csv").write_text("student,assignment,grade_id,points\nwrite_gradebook,01_layers,count_params_hidden,50\n")
+        assert export(course, "allowed.csv").exists(), "extra credit the instructor listed is exported"
+    finally:
+        with Gradebook(db_url(course)) as gb:
+            gb.find_grade("count_params_hidden", ASSIGNMENT, ASSIGNMENT, "write_gradebook").extra_credit = None
+            gb.db.commit()
+        (course / "extra_credit.csv").unlink(missing_ok=True)
+
+
+def test_refuses_without_a_sandbox(tmp_path):
+    """With no bubblewrap on PATH the grader stops with what to do; it does not run student code unsandboxed."""
+    course = new_course(tmp_path / "course", ASSIGNMENT)
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    proc = grade_cli(course, env=env)
+    assert proc.returncode != 0
+    assert "bubblewrap is not installed" in proc.stderr and "--unsafe-no-sandbox" in proc.stderr
+
+
+def test_same_scores_every_time(tmp_path):
+    """Grading the same three submissions three times gives identical per-cell scores (seeded kernels)."""
+    from tests.adversarial import Attack, full
+
+    course = new_course(tmp_path / "course", ASSIGNMENT)
+    # Right or wrong by a coin toss at each call: only seeded kernels give it the same score every time.
+    noisy = Attack("coin_toss", "a random answer", full(), cells={"grad_norms_solution": (
+        "import torch\ndef grad_norms(model):\n    scale = 1.0 if torch.rand(()).item() < 0.5 else 2.0\n"
+        "    return {n: scale * p.grad.norm().item() for n, p in model.named_parameters() if p.grad is not None}\n")})
+    students = [a for a in ATTACKS if a.name in ("honest_solution", "honest_wrong")] + [noisy]
+    for attack in students:
+        folder = course / "submitted" / attack.name / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / f"{ASSIGNMENT}.ipynb").write_bytes(build(attack, {"course": "", "home_canary": "", "port": 0}))
+    runs = []
+    for _ in range(3):
+        proc = grade_cli(course, "--no-feedback", "--no-export")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append(read_scores(course, ASSIGNMENT, [a.name for a in students]))
+    assert runs[0] == runs[1] == runs[2]
