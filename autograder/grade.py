@@ -8,7 +8,6 @@ exported to CSV (``grades.csv``), and a report is written to ``reports/<assignme
 Refuses to grade when the sandbox cannot start, unless ``--unsafe-no-sandbox`` is given (logged loudly).
 """
 import argparse
-import json
 import logging
 import os
 import shutil

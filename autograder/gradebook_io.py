@@ -5,7 +5,7 @@ Only the parent process opens the real gradebook; workers grade in scratch copie
 import csv
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 
 
 class ExportRefused(Exception):

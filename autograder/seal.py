@@ -7,11 +7,13 @@ traceback display) and pass. Nothing inside one process can be made tamper-proof
 
 1. reads a signing key from a pipe (see ``autograder.records``) and seeds every generator (determinism);
 2. imports the modules the tests use and *seals* them: it keeps a reference to every attribute of those
-   modules, of the classes tests rely on (``torch.Tensor``, ``nn.Module``, ...), of ``builtins``, and of the
-   IPython shell's machinery (input/AST transformers, event callbacks, traceback display, ``sys`` hooks);
+   modules, of the classes tests rely on (``torch.Tensor``, ``nn.Module``, ...) and, when the first cell
+   arrives, of ``builtins``;
 3. installs an audit hook (PEP 578; Python code cannot remove one) that
-   - before every notebook cell compares the sealed references with what is there now (identity only, no
-     student code runs during the check) and writes a signed ``cell`` record with the differences,
+   - before every notebook cell compares the sealed classes with what is there now (identity only, no
+     student code runs during the check) and writes a signed ``cell`` record naming changed classes (these
+     zero later tests) and patched module attributes or builtins (reported only: tests never see them),
+     and removes a ``__grader_test__`` that student code defined to shadow the real one,
    - writes a signed ``tamper`` record the moment student code reaches for the tools that could reach into
      this module or rewrite memory: ``ctypes``, ``gc.get_referrers/get_referents/get_objects``,
      ``sys.settrace/setprofile``, ``sys._current_frames``, ``sys.addaudithook``, assigning ``__code__``,
@@ -100,7 +102,7 @@ def install(key, record_fd, seed=0):
     state = {"seq": 0, "shell": None, "last_cell": None, "armed": False}
     in_hook = set()  # thread ids inside the hook: its own calls (sys._getframe, ...) are not reported
     write, getframe, dict_get, sha256, hmac_new = os.write, sys._getframe, dict.get, hashlib.sha256, hmac.new
-    dumps, ModuleType, type_ = json.dumps, types.ModuleType, type
+    dumps, ModuleType = json.dumps, types.ModuleType
     from _thread import get_ident
 
     def emit(kind, payload):

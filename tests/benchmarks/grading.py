@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.course_dir import ROOT
-from tests.grading import Case, add_students, build_submission, new_course, strip_markers  # noqa: F401
+from tests.grading import Case, add_students, build_submission, new_course
 
 
 def make_class(course, assignment, size):
