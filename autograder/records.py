@@ -5,24 +5,19 @@ the sandbox. Every line carries an HMAC-SHA256 made with a key that only the ker
 (it reads the key from a pipe before any student code runs). Student code can write to the same pipe, but it
 cannot sign, so the grader ignores what it writes. A pipe only appends: nothing signed can be taken back.
 
-Line format: ``<seq> <kind> <json payload> <hex mac>``, where the mac covers ``<seq> <kind> <payload>``.
+Line format: ``<seq> <kind> <payload> <hex mac>``, where the mac (HMAC-SHA256, hex) covers ``<seq> <kind>
+<payload>`` and the payload is the ``repr`` of a dict of str, int, bool and lists of str. ``autograder.seal``
+writes it; it signs with ``_hashlib.hmac_digest`` and encodes with ``repr``, C functions captured before any
+student code runs, because student code can patch Python-level ``hmac`` (and read the key passing through
+it) or ``json`` (and rewrite a payload before it is signed).
 Kinds: ``start`` (bootstrap done), ``cell`` (a notebook cell is about to run: sha256 of its source and the
 seal's state), ``test`` (a graded test cell finished: grade_id, sha256 of its source, passed, why),
 ``tamper`` (student code reached for something that could defeat the tests).
 """
+import ast
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
-
-KEY_BYTES = 32
-
-
-def sign(key, seq, kind, payload):
-    """One signed line (str, ending in a newline) for event ``kind`` with JSON-able ``payload``."""
-    body = f"{seq} {kind} {json.dumps(payload, sort_keys=True, separators=(',', ':'))}"
-    mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
-    return f"{body} {mac}\n"
 
 
 @dataclass
@@ -46,7 +41,7 @@ def read_records(text, key):
         seq, kind, payload = body.split(" ", 2)
         if int(seq) != len(out):
             continue
-        out.append(Record(int(seq), kind, json.loads(payload)))
+        out.append(Record(int(seq), kind, ast.literal_eval(payload)))
     return out
 
 

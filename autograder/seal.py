@@ -76,10 +76,8 @@ def install(key, record_fd, seed=0):
     Everything the hook needs lives in this function's closure. Nothing here is reachable from student code
     except through the events the hook reports.
     """
-    import hashlib
-    import hmac
     import importlib
-    import json
+    from _hashlib import hmac_digest, openssl_sha256
 
     import torch  # noqa: F401  (imported before sealing; also warms the kernel)
 
@@ -101,13 +99,18 @@ def install(key, record_fd, seed=0):
     sealed_builtins = {}  # sealed when the first cell arrives: ipykernel sets its own builtins at start-up
     state = {"seq": 0, "shell": None, "last_cell": None, "armed": False}
     in_hook = set()  # thread ids inside the hook: its own calls (sys._getframe, ...) are not reported
-    write, getframe, dict_get, sha256, hmac_new = os.write, sys._getframe, dict.get, hashlib.sha256, hmac.new
-    dumps, ModuleType = json.dumps, types.ModuleType
+    # Only C functions captured here are used to hash, sign and write: Python-level hmac, hashlib or json
+    # can be patched by student code, to read the key or to rewrite a payload before it is signed.
+    write, getframe, dict_get, ModuleType = os.write, sys._getframe, dict.get, types.ModuleType
     from _thread import get_ident
 
+    def source_digest(source):
+        """sha256 hex of a cell's source, as autograder.records.source_sha computes it outside."""
+        return openssl_sha256(source.rstrip().encode()).hexdigest()
+
     def emit(kind, payload):
-        body = f"{state['seq']} {kind} {dumps(payload, sort_keys=True, separators=(',', ':'))}"
-        mac = hmac_new(key, body.encode(), sha256).hexdigest()
+        body = f"{state['seq']} {kind} {payload!r}"  # format: autograder.records
+        mac = hmac_digest(key, body.encode(), "sha256").hex()
         state["seq"] += 1
         try:
             write(record_fd, f"\n{body} {mac}\n".encode())
@@ -157,7 +160,7 @@ def install(key, record_fd, seed=0):
         try:
             if event == "compile" and len(args) >= 2 and isinstance(args[0], (str, bytes)) and is_cell(args[1]):
                 source = args[0].decode() if isinstance(args[0], bytes) else args[0]
-                digest = sha256(source.rstrip().encode()).hexdigest()
+                digest = source_digest(source)
                 if not state["armed"]:
                     from IPython import get_ipython
 
@@ -214,7 +217,7 @@ def install(key, record_fd, seed=0):
 
     def __grader_test__(source, grade_id):
         """Run one graded test cell's source against the sealed modules; record whether it passed."""
-        digest = sha256(source.rstrip().encode()).hexdigest()
+        digest = source_digest(source)
         before = changed_classes()
         shell_ns = state["shell"].user_ns if state["shell"] is not None else {}
         scope = dict(shell_ns)

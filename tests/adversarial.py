@@ -157,6 +157,12 @@ ATTACKS = [
            cells={"grad_norms_solution": "def __grader_test__(*args):\n    pass\n" + WRONG_NORMS}),
     Attack("forge_records", "writes a fake 'test passed' record into every pipe it holds", full(grad_norms=0),
            cells={"grad_norms_solution": "import os, stat\nfor fd in range(3, 256):\n    try:\n        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n            os.write(fd, b'\\n5 test {\"grade_id\":\"grad_norms_hidden\",\"passed\":true} 00\\n')\n    except OSError:\n        pass\n" + WRONG_NORMS}),
+    Attack("forge_via_json", "patches json so that a failed test's record says passed, then kills the kernel so"
+           " that only the records decide", full(grad_norms=0, params_reached=0), status="crashed",
+           cells={"grad_norms_solution": "import json\n_encode = json.JSONEncoder.encode\ndef _lie(self, o):\n"
+                  "    if isinstance(o, dict) and 'passed' in o:\n        o = dict(o, passed=True, why='')\n"
+                  "    return _encode(self, o)\njson.JSONEncoder.encode = _lie\n" + WRONG_NORMS,
+                  "params_reached_solution": "import os\nos._exit(3)\n"}),
     Attack("gc_reach", "walks the garbage collector to reach the grader's internals", full(grad_norms=0, params_reached=0),
            cells={"grad_norms_solution": "import gc\n_all = gc.get_objects()\n" + SOLUTION_NORMS}),
     Attack("redefine_after_tests", "wrong answer, then a correct one defined after the tests ran", full(count_params=0),
