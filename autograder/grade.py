@@ -38,38 +38,42 @@ def find_submissions(course, assignment):
 
 
 def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, data_dir=None, progress=True):
-    """Grade every submission of one assignment; returns (list of Result, seconds)."""
+    """Grade every submission of one assignment; returns (list of Result, seconds, {grade_id: max_score})."""
     course = Path(course).resolve()
     try:
-        cells = gradebook_io.assignment_cells(course, assignment)
+        cells = gradebook_io.graded_cells(course, assignment)
     except Exception as err:  # noqa: BLE001  (MissingEntry, or no gradebook at all)
         raise SystemExit(f"{assignment} is not in the gradebook ({err}): run `nbgrader generate_assignment {assignment}` first") from None
     start = time.perf_counter()
     workspace = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
     gradebook_copy = workspace / "gradebook.db"
     shutil.copy2(course / "gradebook.db", gradebook_copy)
-    results, jobs = [], []
+    max_scores = {gid: max_score for gid, (max_score, _, _) in cells.items()}
+
+    def ungraded(student, status, reason):
+        return Result(student, assignment, status, reason, {gid: [0.0, m] for gid, m in max_scores.items()})
+
+    results, jobs, timestamps = [], [], {}
     submissions = find_submissions(course, assignment)
     for student in sorted(set(gradebook_io.known_students(course)) - set(submissions)):
-        results.append(Result(student, assignment, "missing", "no submission", {g: [0.0, m] for g, m in cells.items()}))
+        results.append(ungraded(student, "missing", "no submission"))
     for student, path in submissions.items():
-        zero = {g: [0.0, m] for g, m in cells.items()}
         if not intake.valid_student_id(student):
-            results.append(Result(student[:64], assignment, "rejected", "the folder name is not a valid student id", zero))
+            results.append(ungraded(student[:64], "rejected", "the folder name is not a valid student id"))
             continue
         try:
             nb, notes = intake.sanitise(path, list(cells))
         except intake.Rejected as err:
-            results.append(Result(student, assignment, "rejected", str(err), zero))
+            results.append(ungraded(student, "rejected", str(err)))
             continue
         clean = workspace / "in" / student / f"{assignment}.ipynb"
         clean.parent.mkdir(parents=True)
         nbformat.write(nb, clean)
         stamp = path.parent / "timestamp.txt"
+        timestamps[student] = stamp.read_text().strip() if stamp.exists() else None
         jobs.append((dict(student=student, assignment=assignment, course=str(course), gradebook=str(gradebook_copy),
                           notebook=str(clean), limits=asdict(limits), workspace=str(workspace), data_dir=data_dir,
-                          seed=seed, unsafe_no_sandbox=unsafe,
-                          timestamp=stamp.read_text().strip() if stamp.exists() else None), notes))
+                          seed=seed, unsafe_no_sandbox=unsafe, cells=cells, timestamp=timestamps[student]), notes))
     bar = _progress(len(jobs), assignment, progress)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(grade_one, job): (job, notes) for job, notes in jobs}
@@ -78,8 +82,7 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
             try:
                 result = future.result()
             except Exception as err:  # noqa: BLE001  (one broken submission never stops the class)
-                result = Result(job["student"], assignment, "error", f"{type(err).__name__}: {err}",
-                                {g: [0.0, m] for g, m in cells.items()})
+                result = ungraded(job["student"], "error", f"{type(err).__name__}: {err}")
             if notes:
                 result.reason = "; ".join(filter(None, [result.reason, *notes]))
             results.append(result)
@@ -88,15 +91,14 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     for result in sorted(results, key=lambda r: r.student):
         if result.status == "missing":
             continue
-        job = next((j for j, _ in jobs if j["student"] == result.student), {})
-        gradebook_io.record(course, result, job.get("timestamp"))
+        gradebook_io.record(course, result, timestamps.get(result.student))
         dest = course / "autograded" / result.student / assignment
         if dest.exists():
             shutil.rmtree(dest)
         if result.autograded:
             shutil.copytree(result.autograded, dest)
     shutil.rmtree(workspace, ignore_errors=True)
-    return sorted(results, key=lambda r: r.student), time.perf_counter() - start
+    return sorted(results, key=lambda r: r.student), time.perf_counter() - start, max_scores
 
 
 def _progress(total, assignment, enabled):
@@ -151,9 +153,9 @@ def main(argv=None):
     limits = Limits(cell_s=args.cell_timeout, notebook_s=args.notebook_timeout, memory=int(args.memory_gb * 2**30))
     data_dir = os.environ.get("COURSE_DATA")
     for name in names:
-        results, seconds = grade_assignment(course, name, args.workers, limits, args.seed, args.unsafe_no_sandbox, data_dir)
-        cells = gradebook_io.assignment_cells(course, name)
-        print(report.write(course, name, results, cells, seconds, args.workers))
+        results, seconds, max_scores = grade_assignment(course, name, args.workers, limits, args.seed,
+                                                        args.unsafe_no_sandbox, data_dir)
+        print(report.write(course, name, results, max_scores, seconds, args.workers))
         if not args.no_feedback:
             nbgrader(["generate_feedback", name, "--force"], cwd=course)
     if not args.no_export:

@@ -5,7 +5,9 @@ Only the parent process opens the real gradebook; workers grade in scratch copie
 import csv
 from pathlib import Path
 
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
+
+from autograder.records import source_sha
 
 
 class ExportRefused(Exception):
@@ -16,11 +18,21 @@ def db_url(course):
     return f"sqlite:///{Path(course) / 'gradebook.db'}"
 
 
-def assignment_cells(course, assignment):
-    """{grade_id: max_score} of the assignment's graded cells. Raises MissingEntry if it is not in the gradebook."""
+def graded_cells(course, assignment):
+    """{grade_id: (max_score, sha256 of the gradebook's source, is_test)} for every graded cell of the
+    assignment. Raises MissingEntry if it is not in the gradebook."""
+    out = {}
     with Gradebook(db_url(course)) as gb:
         nb = gb.find_notebook(assignment, assignment)
-        return {cell.name: cell.max_score for cell in nb.grade_cells}
+        for cell in nb.grade_cells:
+            source = gb.find_source_cell(cell.name, assignment, assignment)
+            try:
+                gb.find_solution_cell(cell.name, assignment, assignment)
+                is_test = False
+            except MissingEntry:
+                is_test = cell.cell_type == "code"
+            out[cell.name] = (cell.max_score, source_sha(source.source), is_test)
+    return out
 
 
 def known_students(course):

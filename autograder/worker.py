@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder.course_dir import ROOT
-from autograder.records import read_records, source_sha
+from autograder.records import read_records
 from autograder.sandbox import KERNEL_NAME, LaunchConfig, Limits, write_kernelspec
 
 WORKER_CONFIG = '''
@@ -68,24 +68,6 @@ class Result:
         return asdict(self)
 
 
-def graded_cells(gradebook_url, assignment):
-    """{grade_id: (max_score, sha256 of the gradebook's source, is_test)} for every graded cell."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    out = {}
-    with Gradebook(gradebook_url) as gb:
-        nb = gb.find_notebook(assignment, assignment)
-        for cell in nb.grade_cells:
-            source = gb.find_source_cell(cell.name, assignment, assignment)
-            try:
-                gb.find_solution_cell(cell.name, assignment, assignment)
-                is_test = False
-            except MissingEntry:
-                is_test = cell.cell_type == "code"
-            out[cell.name] = (cell.max_score, source_sha(source.source), is_test)
-    return out
-
-
 def _nbgrader_scores(gradebook_url, assignment, student):
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -100,22 +82,21 @@ def _nbgrader_scores(gradebook_url, assignment, student):
 def decide(cells, nb_scores, records, status):
     """Per-cell scores from nbgrader's grades and the signed records: returns (scores, failed, tamper).
 
-    cells: from graded_cells; nb_scores: {grade_id: (auto_score, needs_manual)} or None when nbgrader kept
-    nothing (kernel died, timed out).
+    cells: {grade_id: (max_score, source sha, is_test)} from autograder.gradebook_io.graded_cells, read once
+    by the parent; nb_scores: {grade_id: (auto_score, needs_manual)} or None when nbgrader kept nothing
+    (kernel died, timed out).
     """
-    tamper, first_tamper = [], None
+    tamper, first_tamper = {}, None  # dict: each note once, in the order first seen
     tests = {}
     for rec in records:
         if rec.kind == "tamper":
-            tamper.append(rec.payload["event"])
+            tamper[rec.payload["event"]] = None
             first_tamper = rec.seq if first_tamper is None else first_tamper
         elif rec.kind == "cell" and rec.payload.get("changed"):
-            tamper.append("sealed classes changed: " + "; ".join(rec.payload["changed"][:3]))
+            tamper["sealed classes changed: " + "; ".join(rec.payload["changed"][:3])] = None
             first_tamper = rec.seq if first_tamper is None else first_tamper
         elif rec.kind == "cell" and rec.payload.get("patched"):
-            patched = "patched (tests saw the sealed originals): " + "; ".join(rec.payload["patched"][:3])
-            if patched not in tamper:
-                tamper.append(patched)
+            tamper["patched (tests saw the sealed originals): " + "; ".join(rec.payload["patched"][:3])] = None
         elif rec.kind == "test":
             tests.setdefault(rec.payload["grade_id"], (rec.seq, rec.payload))
     scores, failed = {}, {}
@@ -130,7 +111,7 @@ def decide(cells, nb_scores, records, status):
         elif rec["sha"] != sha:
             why = "the test that ran is not the gradebook's test"
         elif first_tamper is not None and first_tamper < seq:
-            why = "tampering reported before this test: " + tamper[0]
+            why = "tampering reported before this test: " + next(iter(tamper))
         elif not rec["passed"]:
             why = rec["why"] or "failed"
         elif nb is not None and (nb[0] or 0) < max_score:
@@ -140,7 +121,7 @@ def decide(cells, nb_scores, records, status):
         scores[gid] = [0.0 if why else float(max_score), max_score]
         if why:
             failed[gid] = why
-    return scores, failed, tamper
+    return scores, failed, list(tamper)
 
 
 def _run(cmd, cwd, env, timeout):
@@ -210,8 +191,7 @@ def grade_one(job):
         reason = (reason + "; " if reason else "") + "the sandboxed kernel wrote no signed records"
     if status != "graded":
         nb_scores = None
-    cells = graded_cells(url, assignment)
-    scores, failed, tamper = decide(cells, nb_scores, records, status)
+    scores, failed, tamper = decide(job["cells"], nb_scores, records, status)
     timeouts = _timed_out_cells(autograded) if autograded.exists() else []
     if timeouts:
         reason = "; ".join(filter(None, [reason, f"cell time limit ({limits.cell_s} s) reached in: {', '.join(timeouts)}"]))

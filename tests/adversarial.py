@@ -64,9 +64,6 @@ class Attack:
     duplicate: str = None
     split: str = None
 
-    def total(self):
-        return sum(self.earns.values())
-
 
 def full(**lost):
     """{exercise: points} with every exercise earned except those named with their points."""
