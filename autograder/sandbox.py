@@ -85,15 +85,16 @@ def bwrap_argv(workdir, runtime_dir, data_dir=None, scratch=512 * MiB, root=ROOT
     else:
         argv = ["bwrap", "--unshare-all", "--cap-drop", "ALL"]
     argv += ["--die-with-parent", "--new-session", "--clearenv"]
-    binds = _read_only_roots() + [str(Path(root) / "course"), str(Path(root) / "autograder"), str(runtime_dir), str(workdir)]
+    read_only = [path for path in _read_only_roots() if Path(path).exists()]
+    packages = [str(Path(root) / "course"), str(Path(root) / "autograder")]
+    binds = read_only + packages + [str(runtime_dir), str(workdir)]
     if data_dir is not None:
         binds.append(str(Path(data_dir).resolve()))
     for parent in sorted({str(a) for b in binds for a in Path(b).parents if str(a) != "/"}, key=len):
         # bwrap would copy the host folder's mode (/root is 0700): the kernel's private uid must pass through
         argv += ["--perms", "0755", "--dir", parent]
-    for path in _read_only_roots():
-        if Path(path).exists():
-            argv += ["--ro-bind", path, path]
+    for path in read_only + packages:
+        argv += ["--ro-bind", path, path]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):
         host = Path("/") / name
         if host.is_symlink():
@@ -103,8 +104,6 @@ def bwrap_argv(workdir, runtime_dir, data_dir=None, scratch=512 * MiB, root=ROOT
     for secret in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers"):
         if Path(secret).exists():
             argv += ["--ro-bind", "/dev/null", secret]
-    for package in ("course", "autograder"):
-        argv += ["--ro-bind", str(Path(root) / package), str(Path(root) / package)]
     if data_dir is not None and Path(data_dir).is_dir():
         argv += ["--ro-bind", str(Path(data_dir).resolve()), str(Path(data_dir).resolve())]
     argv += ["--proc", "/proc", "--dev", "/dev"]
