@@ -90,7 +90,10 @@ def bwrap_argv(workdir, runtime_dir, data_dir=None, scratch=512 * MiB, root=ROOT
     binds = read_only + packages + [str(runtime_dir), str(workdir)]
     if data_dir is not None:
         binds.append(str(Path(data_dir).resolve()))
-    for parent in sorted({str(a) for b in binds for a in Path(b).parents if str(a) != "/"}, key=len):
+    # bwrap applies its arguments in order. The private /tmp comes first, so that folders bound later under
+    # /tmp (a course or a virtual environment cloned there, the runtime folder) stay visible above it.
+    argv += ["--perms", "1777", "--size", str(scratch), "--tmpfs", "/tmp"]
+    for parent in sorted({str(a) for b in binds for a in Path(b).parents if str(a) not in ("/", "/tmp")}, key=len):
         # bwrap would copy the host folder's mode (/root is 0700): the kernel's private uid must pass through
         argv += ["--perms", "0755", "--dir", parent]
     for path in read_only + packages:
@@ -107,7 +110,6 @@ def bwrap_argv(workdir, runtime_dir, data_dir=None, scratch=512 * MiB, root=ROOT
     if data_dir is not None and Path(data_dir).is_dir():
         argv += ["--ro-bind", str(Path(data_dir).resolve()), str(Path(data_dir).resolve())]
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--size", str(scratch), "--tmpfs", "/tmp"]
     argv += ["--perms", "1777", "--size", str(scratch), "--tmpfs", str(workdir)]
     argv += ["--bind", str(runtime_dir), str(runtime_dir)]
     argv += ["--chdir", str(workdir)]

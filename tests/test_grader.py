@@ -207,3 +207,19 @@ def test_same_scores_every_time(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs.append(read_scores(course, ASSIGNMENT, [a.name for a in students]))
     assert runs[0] == runs[1] == runs[2]
+
+
+def test_sandbox_sees_folders_bound_under_tmp(tmp_path):
+    """A course cloned under /tmp stays visible in the sandbox: its private /tmp is mounted before the binds."""
+    from autograder.sandbox import bwrap_argv
+
+    root, work, runtime = tmp_path / "course-root", tmp_path / "work", tmp_path / "runtime"
+    for folder in (root / "course", root / "autograder", work, runtime):
+        folder.mkdir(parents=True)
+    (root / "course" / "marker.txt").write_text("visible")
+    (tmp_path / "secret.txt").write_text("not bound")
+    script = f"print(open('{root / 'course' / 'marker.txt'}').read(), __import__('os').path.exists('{tmp_path / 'secret.txt'}'))"
+    proc = subprocess.run(bwrap_argv(work, runtime, root=root) + [sys.executable, "-c", script],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["visible", "False"]
