@@ -5,7 +5,7 @@ running the benchmarks themselves at full size (see each one's docstring).
 """
 import pytest
 
-from tests.benchmarks import accuracy, cached_epoch, freeze_cost
+from tests.benchmarks import accuracy, cached_epoch, freeze_cost, grading
 
 pytestmark = pytest.mark.slow
 
@@ -37,3 +37,10 @@ def test_cached_epoch_benchmark_compares_the_two_epochs(shared_data, capsys):
                                                "--repeats", "1"])
     assert full > 0 and cached > 0 and cache_s > 0
     assert "ratio:" in capsys.readouterr().out
+
+
+def test_grading_benchmark_times_both_graders(capsys):
+    figures = grading.main(["--class-size", "2", "--repeats", "1"])
+    assert set(figures) == {"one", "class"} and all(t > 0 for pair in figures.values() for t in pair)
+    out = capsys.readouterr().out
+    assert "sandboxed grader" in out and "x the throughput (target >= 1.8x)" in out

@@ -61,6 +61,7 @@ def plain_cmd(assignment, student=None):
 
 
 def main(argv=None):
+    """Run both comparisons; returns {"one": (plain s, grader s), "class": (plain s, grader s)}."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--assignment", default="01_layers")
     parser.add_argument("--class-size", type=int, default=40)
@@ -77,6 +78,7 @@ def main(argv=None):
             plain.append(timed(plain_cmd(args.assignment, "student000"), one, check=False))
             ours.append(timed(grader_cmd(one, args.assignment, 1), ROOT))
         p, o = statistics.median(plain), statistics.median(ours)
+        figures = {"one": (p, o)}
         print(f"1. one submission of {args.assignment} (median of {args.repeats}): plain nbgrader {p:.1f} s, "
               f"sandboxed grader {o:.1f} s: {o / p:.2f}x plain (target <= 1.1x)")
         whole = new_course(tmp / "class", args.assignment)
@@ -87,6 +89,8 @@ def main(argv=None):
         n = args.class_size
         print(f"2. class of {n} ({args.workers} workers): plain serial nbgrader {p:.0f} s ({n / p * 60:.1f}/min), "
               f"grader {o:.0f} s ({n / o * 60:.1f}/min): {p / o:.2f}x the throughput (target >= 1.8x)")
+        figures["class"] = (p, o)
+        return figures
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
