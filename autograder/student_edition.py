@@ -1,0 +1,197 @@
+"""Export the student-only edition of the course: what an instructor can publish (a folder or an archive).
+
+    python -m autograder.student_edition dist/freezing-course              # a folder
+    python -m autograder.student_edition dist/freezing-course --archive zip   # also dist/freezing-course.zip
+
+It holds the student notebooks (``release/``), the course package (``course/``), what installs them
+(``pyproject.toml``, ``requirements.txt``, ``environment.yml``, ``postBuild``) and a short README; never
+``source/``, ``autograder/``, the tests, the gradebook or student data. Before anything is written out, the
+export is scanned: a file with an nbgrader solution or hidden-test marker, or with any line of the instructor's
+solutions or hidden tests, stops the export (the folder is removed) with the list of leaks. It also refuses when
+``release/`` is out of date with ``source/`` (``--no-check`` skips that slower check). A manifest of every file's
+SHA-256 lets students update their copy later without losing work (``python -m course.update``).
+"""
+import argparse
+import json
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from course.update import MANIFEST, write_manifest
+
+from .course_dir import ROOT, assignments
+
+SHIPPED = ["release", "course", "pyproject.toml", "requirements.txt", "environment.yml", "postBuild"]
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
+MARKERS = re.compile(r"(BEGIN|END) (SOLUTION|HIDDEN TESTS)")
+MIN_LINE = 24
+"""Solution or hidden-test lines shorter than this (``return total``, ``else:``) are too common to be evidence."""
+
+README = """# Freezing and unfreezing layers for transfer learning: student edition
+
+Notebooks with exercises on what freezing a layer really does in PyTorch. Start with
+`release/01_layers/01_layers.ipynb`.
+
+    python3 -m venv .venv && . .venv/bin/activate
+    pip install -r requirements.txt && pip install --no-deps -e .
+    jupyter lab release/
+
+Check an exercise before you hand it in (visible tests only; hidden tests decide the grade):
+
+    python -m course.selfcheck release/01_layers/01_layers.ipynb     # or, in the notebook: from course.selfcheck import check; check()
+
+Update to a newer edition without losing your work (your edited notebooks are kept; new versions go beside them):
+
+    python -m course.update path/to/new-edition.zip
+"""
+
+
+class Leak(Exception):
+    """The export would reveal solutions or hidden tests; the message lists where."""
+
+
+def _normalise(text):
+    """Lines stripped of indentation, blank ones dropped, joined by newlines: how blocks are compared."""
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def secrets(root=ROOT):
+    """What must not reach students, from the instructor's notebooks: ``(lines, blocks)``.
+
+    ``lines``: stripped lines of solutions and hidden tests of at least ``MIN_LINE`` characters that the student
+    notebooks do not show anyway (a function's signature sits outside the markers). ``blocks``: each whole
+    solution or hidden-test region, normalised, when it is at least ``MIN_LINE`` characters long, so that a short
+    solution made of short lines is still recognised when pasted whole. Text the instructor's notebooks also
+    show outside the markers (notebook 03 gives notebook 02's ``freeze_to`` as ready-made code) is public.
+    """
+    secret, public, blocks, public_cells = set(), set(), set(), []
+    for name in assignments(root):
+        nb = json.loads((Path(root) / "source" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            region, shown = None, []
+            for line in "".join(cell["source"]).splitlines():
+                if re.search(r"### BEGIN (SOLUTION|HIDDEN TESTS)", line):
+                    region = []
+                elif re.search(r"### END (SOLUTION|HIDDEN TESTS)", line):
+                    block = _normalise("\n".join(region or []))
+                    if len(block) >= MIN_LINE:
+                        blocks.add(block)
+                    region = None
+                else:
+                    (region if region is not None else shown).append(line)
+                    if len(line.strip()) >= MIN_LINE:
+                        (secret if region is not None else public).add(line.strip())
+            public_cells.append(_normalise("\n".join(shown)))
+    return secret - public, {b for b in blocks if not any(b in text for text in public_cells)}
+
+
+def scan(folder, root=ROOT):
+    """Problems that make ``folder`` unfit to give students: ``["path: why", ...]``, [] when clean."""
+    folder = Path(folder)
+    lines, blocks = secrets(root)
+    problems = []
+    for forbidden in ["source", "autograder", "tests", "gradebook.db", "submitted", "autograded", "feedback",
+                      "nbgrader_config.py"]:
+        if (folder / forbidden).exists():
+            problems.append(f"{forbidden}: instructor-only, must not be in the student edition")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{rel}: not a text file; the student edition ships only text")
+            continue
+        if rel.endswith(".ipynb"):  # notebooks store each line as a JSON string: compare the decoded text
+            try:
+                nb = json.loads(text)
+                text = "\n".join("".join(c.get("source", "")) for c in nb.get("cells", []))
+            except ValueError:
+                problems.append(f"{rel}: not a valid notebook")
+                continue
+        marker = MARKERS.search(text)
+        if marker:
+            problems.append(f"{rel}: holds the marker {marker.group(0)!r}")
+        leaked = sorted({line.strip() for line in text.splitlines()} & lines)
+        problems += [f"{rel}: holds a line of the instructor's solutions or hidden tests: {line!r}" for line in leaked]
+        flat = _normalise(text)
+        problems += [f"{rel}: holds a whole solution or hidden test: {block.splitlines()[0]!r}..."
+                     for block in sorted(blocks) if block in flat]
+    return problems
+
+
+def export(dest, root=ROOT, check=True):
+    """Write the student edition to the new folder ``dest``; returns ``dest``.
+
+    Raises:
+        FileExistsError: ``dest`` exists (nothing is overwritten).
+        RuntimeError: ``release/`` is out of date with ``source/`` (when ``check``).
+        Leak: the scan found solutions or hidden tests; ``dest`` is removed.
+    """
+    dest, root = Path(dest), Path(root)
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists; choose a new folder or remove it")
+    if check:
+        from .release import differences
+
+        stale = differences(root)
+        if stale:
+            raise RuntimeError("release/ is out of date with source/; run `make release` first:\n  " + "\n  ".join(stale))
+    with tempfile.TemporaryDirectory(prefix="student-edition-", dir=dest.parent if dest.parent.exists() else None) as tmp:
+        build = Path(tmp) / dest.name
+        build.mkdir()
+        for name in SHIPPED:
+            src = root / name
+            if src.is_dir():
+                shutil.copytree(src, build / name, ignore=IGNORED)
+            else:
+                shutil.copy2(src, build / name)
+        (build / "README.md").write_text(README)
+        problems = scan(build, root)
+        if problems:
+            raise Leak("the student edition would reveal instructor material; nothing was written:\n  "
+                       + "\n  ".join(problems))
+        write_manifest(build)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(build), dest)
+    return dest
+
+
+def archive(folder, kind):
+    """Pack ``folder`` into ``folder.zip`` or ``folder.tar.gz`` (one top-level folder); returns the archive path."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if kind == "zip":
+        out = folder.with_name(folder.name + ".zip")
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in files:
+                zf.write(path, Path(folder.name) / path.relative_to(folder))
+    else:
+        out = folder.with_name(folder.name + ".tar.gz")
+        with tarfile.open(out, "w:gz") as tf:
+            tf.add(folder, arcname=folder.name)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dest", type=Path, help="new folder to write the student edition to")
+    parser.add_argument("--archive", choices=["zip", "tar.gz"], help="also pack it into DEST.zip or DEST.tar.gz")
+    parser.add_argument("--no-check", action="store_true", help="skip checking that release/ matches source/")
+    args = parser.parse_args(argv)
+    try:
+        folder = export(args.dest, check=not args.no_check)
+    except (FileExistsError, RuntimeError, Leak) as err:
+        parser.exit(1, f"error: {err}\n")
+    n = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    print(f"student edition: {folder} ({n} files, scanned: no solutions, no hidden tests)")
+    if args.archive:
+        print(f"archive: {archive(folder, args.archive)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
