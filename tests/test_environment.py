@@ -67,10 +67,3 @@ def test_running_environment_satisfies_requirements():
             problems.append(f"{name} {version} does not satisfy {spec}")
     assert not problems, "; ".join(problems)
 
-
-def test_binder_installs_the_course_package():
-    """repo2docker builds environment.yml before copying the repository, so postBuild must install course/."""
-    post = (ROOT / "postBuild").read_text()
-    assert "pip install" in post and "-e ." in post
-    assert (ROOT / "postBuild").stat().st_mode & 0o111, "postBuild must be executable"
-    assert not (ROOT / "binder").exists(), "a binder/ folder makes repo2docker ignore the root environment.yml"
