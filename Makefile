@@ -12,7 +12,7 @@ LAB_ARGS ?=
 # Everything below runs with the environment first on PATH (nbgrader runs `alembic` and kernels run `python` from PATH).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test browser sandbox grade release strip clean-env
+.PHONY: env lab test browser sandbox hubproxy grade release strip clean-env
 
 env: $(STAMP)
 
@@ -31,7 +31,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=release $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: $(STAMP) browser sandbox
+test: $(STAMP) browser sandbox hubproxy
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
@@ -51,6 +51,13 @@ sandbox:
 	  echo "installing Debian's bubblewrap for the class grader"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	else echo "note: the class grader needs bubblewrap: sudo apt install bubblewrap"; fi; }
+
+# tests/test_hub.py runs a real JupyterHub, whose proxy (configurable-http-proxy) comes from npm, into build/node.
+CHP := build/node/node_modules/.bin/configurable-http-proxy
+hubproxy:
+	@test -x $(CHP) || { if command -v npm >/dev/null; then echo "installing configurable-http-proxy from npm for the hub test"; \
+	  npm install --prefix build/node --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5 >/dev/null; \
+	else echo "note: tests/test_hub.py needs configurable-http-proxy: install Node.js and npm, then make hubproxy"; fi; }
 
 # Grade every submission of ASSIGNMENT (or ASSIGNMENT=--all) in this course folder, sandboxed and in parallel.
 grade: $(STAMP) sandbox

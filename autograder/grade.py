@@ -97,8 +97,18 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
             shutil.rmtree(dest)
         if result.autograded:
             shutil.copytree(result.autograded, dest)
+            _keep_submission_secret(submissions.get(result.student), dest)
     shutil.rmtree(workspace, ignore_errors=True)
     return sorted(results, key=lambda r: r.student), time.perf_counter() - start, max_scores
+
+
+def _keep_submission_secret(notebook, dest):
+    """Copy the exchange's ``submission_secret.txt`` (written by ``nbgrader submit``) beside the autograded
+    notebook, as ``nbgrader autograde`` does: ``release_feedback`` names each feedback file with it. Only a small
+    regular file is copied; workers never see it."""
+    secret = Path(notebook).parent / "submission_secret.txt" if notebook else None
+    if secret and secret.is_file() and not secret.is_symlink() and secret.stat().st_size <= 1024:
+        shutil.copyfile(secret, dest / secret.name)
 
 
 def _progress(total, assignment, enabled):
