@@ -7,12 +7,20 @@ exported to CSV (``grades.csv``), and a report is written to ``reports/<assignme
 
 Refuses to grade when the sandbox cannot start, unless ``--unsafe-no-sandbox`` is given (logged loudly).
 """
+if __name__ == "__main__":
+    # First of all, start the fork server that runs nbgrader (autograder.worker): it spends ~2 s importing
+    # nbgrader in its own process while this one imports what it needs, instead of after.
+    from autograder.worker import start_nbgrader_server
+
+    start_nbgrader_server()
+
 import argparse
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
@@ -21,9 +29,8 @@ from pathlib import Path
 import nbformat
 
 from autograder import gradebook_io, intake, report
-from autograder.course_dir import nbgrader
 from autograder.sandbox import Limits, SandboxUnavailable, check_available
-from autograder.worker import Result, grade_one
+from autograder.worker import Result, grade_one, run_nbgrader, start_nbgrader_server
 
 log = logging.getLogger("autograder.grade")
 
@@ -47,6 +54,7 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     start = time.perf_counter()
     workspace = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
     gradebook_copy = workspace / "gradebook.db"
+    fonts = report.font_cache(workspace / "matplotlib")
     shutil.copy2(course / "gradebook.db", gradebook_copy)
     max_scores = {gid: max_score for gid, (max_score, _, _) in cells.items()}
 
@@ -73,7 +81,8 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
         timestamps[student] = stamp.read_text().strip() if stamp.exists() else None
         jobs.append((dict(student=student, assignment=assignment, course=str(course), gradebook=str(gradebook_copy),
                           notebook=str(clean), limits=asdict(limits), workspace=str(workspace), data_dir=data_dir,
-                          seed=seed, unsafe_no_sandbox=unsafe, cells=cells, timestamp=timestamps[student]), notes))
+                          seed=seed, unsafe_no_sandbox=unsafe, cells=cells, timestamp=timestamps[student],
+                          font_cache=fonts), notes))
     bar = _progress(len(jobs), assignment, progress)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(grade_one, job): (job, notes) for job, notes in jobs}
@@ -122,8 +131,15 @@ def export(course, to="grades.csv"):
     problems = gradebook_io.check(course)
     if problems:
         raise gradebook_io.ExportRefused("refusing to export grades:\n  " + "\n  ".join(problems))
-    nbgrader(["export", "--to", str(to)], cwd=course)
+    _nbgrader(["export", "--to", str(to)], course)
     return Path(course) / to
+
+
+def _nbgrader(args, course):
+    """``nbgrader ARGS`` in the course, through the warm fork server; RuntimeError with its output if it fails."""
+    rc, output, _ = run_nbgrader(args, course)
+    if rc != 0:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed ({rc}):\n{output[-3000:]}")
 
 
 def main(argv=None):
@@ -152,6 +168,8 @@ def main(argv=None):
         names = assignments(course)
     if not names:
         parser.error("name at least one assignment, or pass --all")
+    start_nbgrader_server()  # already running when run as a command; imports nbgrader in its own process
+    threading.Thread(target=report.preload, daemon=True).start()  # matplotlib, imported while kernels run
     if args.unsafe_no_sandbox:
         log.warning("WARNING: --unsafe-no-sandbox: student code runs with YOUR rights, network and files. "
                     "Resource limits and the seal still apply.")
@@ -167,7 +185,7 @@ def main(argv=None):
                                                         args.unsafe_no_sandbox, data_dir)
         print(report.write(course, name, results, max_scores, seconds, args.workers))
         if not args.no_feedback:
-            nbgrader(["generate_feedback", name, "--force"], cwd=course)
+            _nbgrader(["generate_feedback", name, "--force"], course)
     if not args.no_export:
         try:
             print(f"grades exported to {export(course)}")

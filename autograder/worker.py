@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -124,19 +123,70 @@ def decide(cells, nb_scores, records, status):
     return scores, failed, list(tamper)
 
 
-def _run(cmd, cwd, env, timeout):
-    """Run cmd in its own process group; kill the whole group at the time limit. Returns (rc, output, timed_out)."""
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            timed_out = True
-        out.seek(0)
-        return proc.returncode, out.read().decode(errors="replace"), timed_out
+_PRELOAD = ["nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp", "nbgrader.converters.autograde",
+            "autograder.sealed_execute"]
+_forkserver = None
+
+
+def _nbgrader_context():
+    """A multiprocessing context whose fork server has nbgrader imported once, so that each submission's
+    ``nbgrader autograde`` starts in milliseconds instead of paying its ~2 s of imports again."""
+    global _forkserver
+    if _forkserver is None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        _forkserver = ctx
+    return _forkserver
+
+
+def start_nbgrader_server():
+    """Start the fork server now (it imports nbgrader in the background), so the first submission need not wait."""
+    from multiprocessing import forkserver
+
+    _nbgrader_context()
+    forkserver.ensure_running()
+
+
+def _nbgrader_main(args, cwd, env, out_path):
+    """Child of the fork server: ``nbgrader ARGS`` in ``cwd`` with environment ``env``, output to ``out_path``,
+    in a new session so that the parent can kill it and its kernel together."""
+    os.setsid()
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = ["nbgrader", *args]
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    NbGraderApp.launch_instance(argv=list(args))
+
+
+def run_nbgrader(args, cwd, env=None, timeout=None):
+    """Run ``nbgrader ARGS`` in ``cwd``, forked from the warm fork server, killed with its children after
+    ``timeout`` seconds (None: no limit). Returns (exit code, output, timed_out)."""
+    if env is None:
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    out = Path(tempfile.mkstemp(prefix="nbgrader-", suffix=".log")[1])
+    try:
+        proc = _nbgrader_context().Process(target=_nbgrader_main, args=(list(args), str(cwd), dict(env), str(out)))
+        proc.start()
+        proc.join(timeout)
+        timed_out = proc.exitcode is None
+        if timed_out:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.join()
+        return proc.exitcode, out.read_text(errors="replace"), timed_out
+    finally:
+        out.unlink(missing_ok=True)
 
 
 def grade_one(job):
@@ -159,7 +209,8 @@ def grade_one(job):
     # connection file in TMPDIR); kept short, since a Unix socket path may not exceed 107 bytes.
     runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp")).resolve()
     launch = LaunchConfig(str(records_path), job["limits"], job.get("data_dir"), job.get("seed", 0),
-                          unsafe_no_sandbox=job.get("unsafe_no_sandbox", False), runtime_dir=str(runtime))
+                          unsafe_no_sandbox=job.get("unsafe_no_sandbox", False), runtime_dir=str(runtime),
+                          font_cache=job.get("font_cache"))
     launch.save(ws / "launch.json")
     config = (Path(job["course"]) / "nbgrader_config.py").read_text()
     config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=runtime)
@@ -168,10 +219,9 @@ def grade_one(job):
     env = dict(os.environ, JUPYTER_PATH=str(jupyter), JUPYTER_RUNTIME_DIR=str(runtime), TMPDIR=str(runtime),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    cmd = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
-           "--Autograde.create_student=True"]
+    args = ["autograde", assignment, "--student", student, "--force", "--Autograde.create_student=True"]
     try:
-        rc, output, timed_out = _run(cmd, course, env, limits.notebook_s)
+        rc, output, timed_out = run_nbgrader(args, course, env, limits.notebook_s)
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
     url = f"sqlite:///{course / 'gradebook.db'}"

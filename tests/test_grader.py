@@ -223,3 +223,29 @@ def test_sandbox_sees_folders_bound_under_tmp(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["visible", "False"]
+
+
+def test_sandbox_gets_a_copy_of_the_font_cache_never_the_file(tmp_path):
+    """The font list the grader hands each kernel is a copy in the kernel's private /tmp: readable there, and
+    what the kernel writes to it never reaches the grader's file, which every kernel of the class receives."""
+    import os
+
+    from autograder.sandbox import bwrap_argv
+
+    work, runtime = tmp_path / "work", tmp_path / "runtime"
+    work.mkdir()
+    runtime.mkdir()
+    fonts = tmp_path / "fontlist-v1.json"
+    fonts.write_text('{"fonts": []}')
+    fd = os.open(fonts, os.O_RDONLY)
+    script = ("p = '/tmp/matplotlib/fontlist-v1.json'; print(open(p).read()); open(p, 'w').write('poisoned'); "
+              "print(open(p).read())")
+    try:
+        proc = subprocess.run(bwrap_argv(work, runtime, files=[(fd, "/tmp/matplotlib/fontlist-v1.json")])
+                              + [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                              pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ['{"fonts":', '[]}', "poisoned"]
+    assert fonts.read_text() == '{"fonts": []}'
