@@ -108,6 +108,10 @@ def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timi
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Once in CI, a run request JupyterLab dropped while its session settled came back as a "Select
+            # Kernel" dialog over the running notebook, which blocked the click. Whenever a dialog covers the
+            # page before an action, cancel it (Escape): the kernel already running stays.
+            page.add_locator_handler(page.locator(".jp-Dialog"), lambda dialog: page.keyboard.press("Escape"))
             page.goto(f"{base}/lab/tree/inspect.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=60_000)
