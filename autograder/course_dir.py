@@ -38,18 +38,25 @@ def assignments(root=ROOT):
     return names
 
 
+def nbgrader_env(env=None):
+    """A copy of ``env`` (default: this process's environment) for running nbgrader and its kernels.
+
+    nbgrader runs `alembic` from PATH, and the "python3" kernel resolves `python` from PATH: this interpreter's
+    bin goes first, so an unactivated virtual environment still grades with its own packages.
+    """
+    out = dict(os.environ if env is None else env)
+    out["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), out.get("PATH", "")])
+    return out
+
+
 def nbgrader(args, cwd, env=None, check=True):
     """Run ``nbgrader ARGS`` with this interpreter in course directory ``cwd``.
 
     Returns the CompletedProcess with text stdout and stderr. Raises RuntimeError (with nbgrader's output)
     when it exits non-zero and ``check`` is true.
     """
-    full_env = dict(os.environ if env is None else env)
-    # nbgrader runs `alembic` from PATH, and the "python3" kernel resolves `python` from PATH: put this
-    # interpreter's bin first, so an unactivated virtual environment still grades with its own packages.
-    full_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), full_env.get("PATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=full_env, capture_output=True, text=True
+        [sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=nbgrader_env(env), capture_output=True, text=True
     )
     if check and proc.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

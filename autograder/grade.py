@@ -29,7 +29,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import gradebook_io, intake, report
-from autograder.sandbox import Limits, SandboxUnavailable, check_available
+from autograder.sandbox import Limits, SandboxUnavailable, check_available, font_cache
 from autograder.worker import Result, grade_one, run_nbgrader, start_nbgrader_server
 
 log = logging.getLogger("autograder.grade")
@@ -54,7 +54,7 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     start = time.perf_counter()
     workspace = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
     gradebook_copy = workspace / "gradebook.db"
-    fonts = report.font_cache(workspace / "matplotlib")
+    fonts = font_cache(workspace / "matplotlib")
     shutil.copy2(course / "gradebook.db", gradebook_copy)
     max_scores = {gid: max_score for gid, (max_score, _, _) in cells.items()}
 

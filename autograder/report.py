@@ -51,21 +51,6 @@ def preload():
     import matplotlib.pyplot  # noqa: F401
 
 
-def font_cache(folder):
-    """Copy this process's matplotlib font list (``fontlist-*.json``, built on first import) into ``folder``, for
-    the sandboxed kernels; returns the copy's path, or None when there is none."""
-    preload()
-    import matplotlib
-
-    found = sorted(Path(matplotlib.get_cachedir()).glob("fontlist-*.json"))
-    if not found:
-        return None
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    copy = Path(folder) / found[-1].name
-    copy.write_bytes(found[-1].read_bytes())
-    return str(copy)
-
-
 def _plot(rates, path, assignment):
     preload()
     import matplotlib.pyplot as plt

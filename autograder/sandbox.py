@@ -143,6 +143,22 @@ def sandbox_env(workdir, root=ROOT, extra=None):
     return env
 
 
+def font_cache(folder):
+    """Copy this process's matplotlib font list (``fontlist-*.json``, built when ``matplotlib.font_manager``
+    is first imported) into ``folder``; returns the copy's path (for ``LaunchConfig.font_cache``), or None when
+    there is none. Each kernel gets it in its own MPLCONFIGDIR instead of scanning the system's fonts again."""
+    import matplotlib
+    import matplotlib.font_manager  # noqa: F401  (builds the list if this process has none yet)
+
+    found = sorted(Path(matplotlib.get_cachedir()).glob("fontlist-*.json"))
+    if not found:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    copy = Path(folder) / found[-1].name
+    copy.write_bytes(found[-1].read_bytes())
+    return str(copy)
+
+
 def setenv_args(env):
     """bwrap arguments that set exactly ``env`` (dict) inside the sandbox."""
     return [arg for name, value in env.items() for arg in ("--setenv", name, value)]

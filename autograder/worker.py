@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autograder.course_dir import ROOT
+from autograder.course_dir import ROOT, nbgrader_env
 from autograder.records import read_records
 from autograder.sandbox import KERNEL_NAME, LaunchConfig, Limits, write_kernelspec
 
@@ -167,11 +167,10 @@ def _nbgrader_main(args, cwd, env, out_path):
 
 
 def run_nbgrader(args, cwd, env=None, timeout=None):
-    """Run ``nbgrader ARGS`` in ``cwd``, forked from the warm fork server, killed with its children after
-    ``timeout`` seconds (None: no limit). Returns (exit code, output, timed_out)."""
-    if env is None:
-        env = dict(os.environ)
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    """Run ``nbgrader ARGS`` in ``cwd`` with ``env`` (default: this process's; PATH as ``nbgrader_env`` sets it),
+    forked from the warm fork server, killed with its children after ``timeout`` seconds (None: no limit).
+    Returns (exit code, output, timed_out)."""
+    env = nbgrader_env(env)
     out = Path(tempfile.mkstemp(prefix="nbgrader-", suffix=".log")[1])
     try:
         proc = _nbgrader_context().Process(target=_nbgrader_main, args=(list(args), str(cwd), dict(env), str(out)))
@@ -218,7 +217,6 @@ def grade_one(job):
     jupyter = write_kernelspec(ws / "jupyter", ws / "launch.json")
     env = dict(os.environ, JUPYTER_PATH=str(jupyter), JUPYTER_RUNTIME_DIR=str(runtime), TMPDIR=str(runtime),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     args = ["autograde", assignment, "--student", student, "--force", "--Autograde.create_student=True"]
     try:
         rc, output, timed_out = run_nbgrader(args, course, env, limits.notebook_s)

@@ -70,7 +70,7 @@ def read_manifest(folder):
 @dataclass
 class Plan:
     """What an update does, file by file (relative paths). ``beside`` maps a kept file to where its new version
-    goes."""
+    goes; ``shipped`` is the new edition's manifest, recorded in the student's folder once applied."""
 
     added: list = field(default_factory=list)
     restored: list = field(default_factory=list)
@@ -79,6 +79,7 @@ class Plan:
     beside: dict = field(default_factory=dict)
     unchanged: list = field(default_factory=list)
     dropped: list = field(default_factory=list)
+    shipped: dict = field(default_factory=dict)
 
     def summary(self):
         lines = []
@@ -109,7 +110,7 @@ def plan(new, dest):
     new, dest = Path(new), Path(dest)
     shipped_new = read_manifest(new) or manifest(new)
     shipped_old = read_manifest(dest)
-    p = Plan()
+    p = Plan(shipped=shipped_new)
     for rel, new_hash in sorted(shipped_new.items()):
         target = dest / rel
         if not target.exists():
@@ -147,7 +148,7 @@ def apply(p, new, dest):
         _copy(new / rel, dest / rel)
     for rel in p.kept:
         _copy(new / rel, dest / p.beside[rel])
-    write_manifest(dest, read_manifest(new) or manifest(new))
+    write_manifest(dest, p.shipped)
 
 
 def _unpack(edition, tmp):

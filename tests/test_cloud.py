@@ -10,9 +10,11 @@ import nbformat
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from autograder import links
 from autograder.course_dir import ROOT, assignments
+from tests.test_environment import pip_requirements
 
 ASSIGNMENTS = assignments(ROOT)
 
@@ -87,12 +89,9 @@ def test_colab_extra_adds_only_what_colab_lacks_and_agrees_with_requirements():
     """The `colab` extra never pins torch (Colab's own CUDA build stays) and uses requirements.txt's bounds."""
     with open(ROOT / "pyproject.toml", "rb") as fh:
         project = tomllib.load(fh)["project"]
-    extra = {Requirement(r).name: Requirement(r).specifier for r in project["optional-dependencies"]["colab"]}
-    reqs = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            reqs[Requirement(line).name] = Requirement(line).specifier
+    extra = {canonicalize_name(Requirement(r).name): Requirement(r).specifier
+             for r in project["optional-dependencies"]["colab"]}
+    reqs = pip_requirements()
     assert "torch" not in extra and "torchvision" not in extra
     for name, spec in extra.items():
         assert reqs[name] == spec, f"{name}: colab extra {spec}, requirements.txt {reqs[name]}"

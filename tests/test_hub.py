@@ -11,7 +11,6 @@ instructor releases feedback and each student fetches it. Everything started is 
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 import requests
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.course_dir import ROOT, scratch_course
+from autograder.course_dir import ROOT, nbgrader_env, scratch_course
 from tests.grading import Case, build_submission
 from tests.submissions.a01_layers import COUNT_IGNORES_TRAINABLE_ONLY
 
@@ -122,9 +121,8 @@ def hub(tmp_path):
         hub_config=str(HUB_DIR / "jupyterhub_config.py"), homes=str(homes), state=str(state), port=port,
         hub_port=hub_port, api_port=api_port, chp=str(CHP), token=token,
         singleuser=str(Path(sys.executable).with_name("jupyterhub-singleuser"))))
-    env = dict(os.environ, COURSE_HUB_INSTRUCTORS="instructor", COURSE_HUB_STUDENTS=",".join(STUDENTS),
-               COURSE_HUB_EXCHANGE=str(exchange), COURSE_HUB_DATA=str(data))
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    env = nbgrader_env(dict(os.environ, COURSE_HUB_INSTRUCTORS="instructor", COURSE_HUB_STUDENTS=",".join(STUDENTS),
+                            COURSE_HUB_EXCHANGE=str(exchange), COURSE_HUB_DATA=str(data)))
     log = tmp_path / "hub.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("jupyterhub")), "-f", str(config)],

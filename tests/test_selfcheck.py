@@ -99,14 +99,9 @@ def _run_inside(path, final_source, env=None):
     """Execute the notebook at ``path`` with one more cell at the end; returns that cell's printed text."""
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(final_source))
-    old = dict(os.environ)
-    os.environ.update({"COURSE_FAST": "1", **(env or {})})
-    try:
-        NotebookClient(nb, timeout=180, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    NotebookClient(nb, timeout=180, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute(
+        env=dict(os.environ, COURSE_FAST="1", **(env or {})))
     return "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
 
 
