@@ -109,6 +109,15 @@ def _to_device(x, y, device, channels_last):
     return x, y
 
 
+def _channels_last_default(device):
+    """Channels-last (NHWC) images by default on CUDA and on the CPU, where oneDNN's convolutions prefer it.
+
+    Measured on a 2-core CPU, EfficientNet-Lite0, batch 32 at 224 px: a full fine-tuning step 3.3 s in NCHW,
+    2.1 s channels-last (``python -m tests.benchmarks.freeze_cost``). Other devices keep PyTorch's default.
+    """
+    return device.type in ("cuda", "cpu")
+
+
 def _autocast(device, amp):
     if not amp:
         return torch.autocast(device.type, enabled=False)
@@ -121,7 +130,7 @@ def evaluate(model, loader, device, amp=None, channels_last=None):
     """Mean cross-entropy and top-1 accuracy of ``model`` in eval mode over ``loader``: ``(loss, acc)``."""
     device = torch.device(device)
     amp = device.type == "cuda" if amp is None else amp
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = _channels_last_default(device) if channels_last is None else channels_last
     was_training = model.training
     model.eval()
     total, correct, count = 0.0, 0, 0
@@ -168,7 +177,8 @@ def fit_one_cycle(
         before_epoch: called as ``before_epoch(model)`` after ``model.train()`` at each epoch's start (to keep
             frozen BatchNorm layers in eval mode, notebook 04).
         amp, channels_last: mixed precision (bfloat16, or float16 with loss scaling where bfloat16 is
-            unsupported) and channels-last memory; None means "on a GPU only".
+            unsupported) and channels-last memory for 4-D inputs; None means: mixed precision on a GPU
+            only, channels-last on a GPU or the CPU.
         history: a ``History`` to continue (a second phase of training); a new one when None.
         progress: show a tqdm progress bar per epoch.
         on_epoch_end: called as ``on_epoch_end(model, optimizer, scheduler, history)`` after each epoch (to
@@ -182,7 +192,7 @@ def fit_one_cycle(
         raise ValueError("train_loader yields no batches")
     device = torch.device(device)
     amp = device.type == "cuda" if amp is None else amp
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    channels_last = _channels_last_default(device) if channels_last is None else channels_last
     if amp and device.type != "cuda":
         raise ValueError("mixed precision here is for CUDA GPUs only")
     if channels_last:

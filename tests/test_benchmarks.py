@@ -25,11 +25,15 @@ def test_accuracy_benchmark_runs_every_strategy(shared_data, capsys):
 
 
 def test_freeze_cost_benchmark_measures_each_configuration(capsys):
-    rows, limit = freeze_cost.main(["--size", "32", "--batch", "4", "--repeats", "1", "--frozen", "9"])
-    assert [(r["frozen"], r["mode"]) for r in rows] == [(0, "course"), (9, "train-mode BN"), (9, "course")]
-    assert limit["mode"] == "no_grad" and all(r["step_s"] > 0 and r["rss_growth_bytes"] >= 0 for r in rows)
+    rows, limits = freeze_cost.main(["--size", "32", "--batch", "4", "--repeats", "1", "--frozen", "9"])
+    per_layout = [(0, "course"), (9, "train-mode BN"), (9, "course"), (9, "folded")]
+    assert [(r["layout"], r["frozen"], r["mode"]) for r in rows] == [
+        (layout, k, mode) for layout in ("NCHW", "channels-last") for k, mode in per_layout]
+    assert sorted(limits) == ["NCHW", "channels-last"] and all(r["mode"] == "no_grad" for r in limits.values())
+    assert all(r["step_s"] > 0 and r["rss_growth_bytes"] >= 0 for r in rows)
     out = capsys.readouterr().out
-    assert "x faster than full fine-tuning (target >= 5)" in out and "the no_grad forward (target <= 1.1)" in out
+    assert out.count("x faster than full fine-tuning in") == 6 and "no_grad forward (target <= 1.1)" in out
+    assert "fastest full fine-tuning" in out
 
 
 def test_cached_epoch_benchmark_compares_the_two_epochs(shared_data, capsys):
