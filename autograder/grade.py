@@ -5,9 +5,12 @@ in parallel workers (``autograder.worker``; kernels sandboxed by ``autograder.sa
 gradebook by this process alone, then nbgrader's own ``generate_feedback`` runs, the gradebook is checked and
 exported to CSV (``grades.csv``), and a report is written to ``reports/<assignment>/``.
 
-Refuses to grade when the sandbox cannot start, unless ``--unsafe-no-sandbox`` is given (logged loudly).
+Kernels are started ahead of the submissions (``autograder.kernels``), one per worker, right after the sandbox
+is checked and before nbgrader is imported here. Refuses to grade when the sandbox cannot start, unless ``--unsafe-no-sandbox`` is given (logged loudly).
 """
 if __name__ == "__main__":
+    import autograder.lean_imports  # noqa: F401  (before anything imports jsonschema)
+
     # First of all, start the fork server that runs nbgrader (autograder.worker): it spends ~2 s importing
     # nbgrader in its own process while this one imports what it needs, instead of after.
     from autograder.worker import start_nbgrader_server
@@ -26,11 +29,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
-import nbformat
-
-from autograder import gradebook_io, intake, report
-from autograder.sandbox import Limits, SandboxUnavailable, check_available, font_cache
+from autograder import report
+from autograder.kernels import KernelPool
+from autograder.sandbox import Limits, SandboxUnavailable, check_available
 from autograder.worker import Result, grade_one, run_nbgrader, start_nbgrader_server
+
+# nbgrader, nbformat and what imports them (autograder.gradebook_io, autograder.intake) take seconds to import:
+# they are imported where used, after the kernels have been started (autograder.kernels).
 
 log = logging.getLogger("autograder.grade")
 
@@ -44,8 +49,15 @@ def find_submissions(course, assignment):
     return out
 
 
-def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, data_dir=None, progress=True):
-    """Grade every submission of one assignment; returns (list of Result, seconds, {grade_id: max_score})."""
+def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, data_dir=None, progress=True,
+                     kernels=None):
+    """Grade every submission of one assignment; returns (list of Result, seconds, {grade_id: max_score}).
+
+    kernels: a KernelPool started with the same limits, seed, unsafe and data_dir (None: one is made here)."""
+    import nbformat
+
+    from autograder import gradebook_io, intake
+
     course = Path(course).resolve()
     try:
         cells = gradebook_io.graded_cells(course, assignment)
@@ -54,7 +66,10 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     start = time.perf_counter()
     workspace = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
     gradebook_copy = workspace / "gradebook.db"
-    fonts = font_cache(workspace / "matplotlib")
+    own_pool = kernels is None
+    if own_pool:
+        kernels = KernelPool(workers, limits, seed, unsafe, data_dir)
+    fonts = kernels.options["font_cache"]
     shutil.copy2(course / "gradebook.db", gradebook_copy)
     max_scores = {gid: max_score for gid, (max_score, _, _) in cells.items()}
 
@@ -84,8 +99,9 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
                           seed=seed, unsafe_no_sandbox=unsafe, cells=cells, timestamp=timestamps[student],
                           font_cache=fonts), notes))
     bar = _progress(len(jobs), assignment, progress)
+    kernels.expect(len(jobs))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(grade_one, job): (job, notes) for job, notes in jobs}
+        futures = {pool.submit(lambda job: grade_one(job, kernels.take()), job): (job, notes) for job, notes in jobs}
         for future in as_completed(futures):
             job, notes = futures[future]
             try:
@@ -108,6 +124,8 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
             shutil.copytree(result.autograded, dest)
             _keep_submission_secret(submissions.get(result.student), dest)
     shutil.rmtree(workspace, ignore_errors=True)
+    if own_pool:
+        kernels.close()
     return sorted(results, key=lambda r: r.student), time.perf_counter() - start, max_scores
 
 
@@ -128,6 +146,8 @@ def _progress(total, assignment, enabled):
 
 def export(course, to="grades.csv"):
     """Check the gradebook (``gradebook_io.check``), then run ``nbgrader export``. Raises ExportRefused."""
+    from autograder import gradebook_io
+
     problems = gradebook_io.check(course)
     if problems:
         raise gradebook_io.ExportRefused("refusing to export grades:\n  " + "\n  ".join(problems))
@@ -180,16 +200,23 @@ def main(argv=None):
             sys.exit(f"error: {err}")
     limits = Limits(cell_s=args.cell_timeout, notebook_s=args.notebook_timeout, memory=int(args.memory_gb * 2**30))
     data_dir = os.environ.get("COURSE_DATA")
-    for name in names:
-        results, seconds, max_scores = grade_assignment(course, name, args.workers, limits, args.seed,
-                                                        args.unsafe_no_sandbox, data_dir)
-        print(report.write(course, name, results, max_scores, seconds, args.workers))
-        if not args.no_feedback:
-            _nbgrader(["generate_feedback", name, "--force"], course)
+    # One sandboxed kernel per worker starts importing torch now, while this process imports nbgrader.
+    kernels = KernelPool(args.workers, limits, args.seed, args.unsafe_no_sandbox, data_dir)
+    try:
+        for name in names:
+            results, seconds, max_scores = grade_assignment(course, name, args.workers, limits, args.seed,
+                                                            args.unsafe_no_sandbox, data_dir, kernels=kernels)
+            print(report.write(course, name, results, max_scores, seconds, args.workers))
+            if not args.no_feedback:
+                _nbgrader(["generate_feedback", name, "--force"], course)
+    finally:
+        kernels.close()
     if not args.no_export:
+        from autograder.gradebook_io import ExportRefused
+
         try:
             print(f"grades exported to {export(course)}")
-        except gradebook_io.ExportRefused as err:
+        except ExportRefused as err:
             sys.exit(f"error: {err}")
 
 

@@ -13,6 +13,14 @@ How it is wired: nbgrader starts kernels from a kernelspec. The grader writes a 
 3. starts ``bwrap`` around ``python -m autograder.seal -f {connection_file}``, and copies the record pipe to
    a file in the grader's own folder until the kernel exits.
 
+Pre-started kernels (``start_warm``): a kernel spends over a second importing torch and sealing before it can
+run a cell, and nbgrader only starts it after its own preparations. So the worker starts the sandboxed kernel
+*before* running nbgrader, with the same limits, namespaces and seal: it imports and seals, then waits for a
+connection file on a pipe, running no student code until then. The kernelspec's launcher, when nbgrader runs
+it, finds ``LaunchConfig.warm`` set and, instead of starting a kernel, hands the connection file to the
+waiting one over a Unix socket that only the grader can reach (``attach``), then exits when it exits, with
+its exit code. If the launcher is killed, the pre-started kernel is killed too.
+
 What the kernel sees (``bwrap_argv``): the system folders and the Python installation read-only; of the
 course only ``course/`` and ``autograder/`` read-only (not ``source/``, ``release/``, ``submitted/``,
 ``autograded/``, the gradebook, other students or any home folder); the data set read-only when one is
@@ -25,8 +33,10 @@ import os
 import resource
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -219,6 +229,8 @@ class LaunchConfig:
     unsafe_no_sandbox: bool = False
     runtime_dir: str = None
     font_cache: str = None  # matplotlib's fontlist-*.json, copied into the kernel's MPLCONFIGDIR (see main)
+    warm: str = None  # a pre-started kernel's socket (start_warm): the launcher hands it the connection file
+    workdir: str = None  # the pre-started kernel's working folder (a private tmpfs inside, as always)
 
     def save(self, path):
         Path(path).write_text(json.dumps(asdict(self)))
@@ -273,19 +285,28 @@ def _relay(read_fd, path, cap):
     os.close(read_fd)
 
 
-def main(argv=None):
-    """Kernelspec entry point: ``python -m autograder.sandbox CONNECTION_FILE``."""
-    args = argv or sys.argv[1:]
-    connection_file, kernel_args = Path(args[0]).resolve(), args[1:]
-    config = LaunchConfig.load(os.environ[CONFIG_ENV])
-    if config.runtime_dir is None or connection_file.parent != Path(config.runtime_dir).resolve():
+def _connection_file(path, config):
+    """The connection file nbgrader wrote, checked: in the private runtime folder, ipc sockets only.
+    Raises ValueError with what is wrong."""
+    path = Path(path).resolve()
+    if config.runtime_dir is None or path.parent != Path(config.runtime_dir).resolve():
         # The folder holding the connection file is bound into the sandbox read-write: it must be the
         # worker's private runtime folder, never a shared one such as /tmp.
-        sys.exit(f"grading sandbox: connection file {connection_file} is not in the private runtime folder {config.runtime_dir}")
-    info = json.loads(connection_file.read_text())
-    if info.get("transport") != "ipc" or Path(info.get("ip", "")).parent != connection_file.parent:
+        raise ValueError(f"connection file {path} is not in the private runtime folder {config.runtime_dir}")
+    info = json.loads(path.read_text())
+    if info.get("transport") != "ipc" or Path(info.get("ip", "")).parent != path.parent:
         # No network inside: the kernel must talk over Unix sockets in the runtime folder.
-        sys.exit(f"grading sandbox: the kernel must use ipc sockets in {config.runtime_dir}, got {info.get('transport')} {info.get('ip')}")
+        raise ValueError(f"the kernel must use ipc sockets in {config.runtime_dir}, got {info.get('transport')} {info.get('ip')}")
+    return path
+
+
+def _start_kernel(config, workdir, connection_file=None, kernel_args=()):
+    """Start the sealed kernel in the sandbox (or, opted out, without it); returns (child, record pipe's read
+    end, go pipe's write end or None, private uid or None).
+
+    With ``connection_file`` None the kernel seals itself and then waits for the connection file's path on its
+    go pipe (a pre-started kernel); closing the pipe without writing makes it exit.
+    """
     limits = Limits(**config.limits)
     key = secrets.token_bytes(32)
     Path(config.record_path + ".key").write_bytes(key)
@@ -293,33 +314,119 @@ def main(argv=None):
     rec_r, rec_w = os.pipe()
     os.write(key_w, key)
     os.close(key_w)
-    workdir = Path.cwd()
     extra = {"GRADER_KEY_FD": str(key_r), "GRADER_RECORD_FD": str(rec_w), "GRADER_SEED": str(config.seed)}
+    inherit = [key_r, rec_w]
+    go_w = None
+    if connection_file is None:
+        go_r, go_w = os.pipe()
+        extra["GRADER_GO_FD"] = str(go_r)
+        inherit.append(go_r)
     private_uid = None
+    runtime = Path(config.runtime_dir)
     if os.geteuid() == 0 and not config.unsafe_no_sandbox:
         private_uid = PRIVATE_UID_BASE + os.getpid() % 100_000
         extra["GRADER_UID"] = str(private_uid)
-        os.chown(connection_file.parent, private_uid, private_uid)  # the kernel makes its sockets there
-        os.chown(connection_file, private_uid, private_uid)
-    kernel = [sys.executable, "-m", "autograder.seal", "-f", str(connection_file), *kernel_args]
+        os.chown(runtime, private_uid, private_uid)  # the kernel makes its sockets there
+        if connection_file is not None:
+            os.chown(connection_file, private_uid, private_uid)
+    kernel = [sys.executable, "-m", "autograder.seal"]
+    kernel += ["-f", str(connection_file), *kernel_args] if connection_file is not None else []
     env = sandbox_env(workdir, extra=extra)
+    files = []
     if config.unsafe_no_sandbox:  # the instructor's explicit, logged opt-out: limits and seal, no namespaces
-        child = subprocess.Popen(kernel, pass_fds=(key_r, rec_w), env=env, preexec_fn=lambda: _set_limits(limits, private_uid))
+        argv = kernel
     else:
         # matplotlib's font list, built once by the grader: without it every kernel's fresh MPLCONFIGDIR makes
         # matplotlib scan the system's fonts again (about 0.6 s a notebook). A copy inside, never a bind.
-        files = []
         if config.font_cache and Path(config.font_cache).is_file():
             files.append((os.open(config.font_cache, os.O_RDONLY),
                           f"{env['MPLCONFIGDIR']}/{Path(config.font_cache).name}"))
-        argv_ = bwrap_argv(workdir, connection_file.parent, config.data_dir, limits.scratch, files=files)
-        argv_ += setenv_args(env) + kernel
-        child = subprocess.Popen(argv_, pass_fds=(key_r, rec_w, *(fd for fd, _ in files)),
-                                 preexec_fn=lambda: _set_limits(limits, private_uid))
-        for fd, _ in files:
-            os.close(fd)
-    os.close(key_r)
-    os.close(rec_w)
+        argv = bwrap_argv(workdir, runtime, config.data_dir, limits.scratch, files=files) + setenv_args(env) + kernel
+        env = None  # bwrap --clearenv, then --setenv each variable
+    child = subprocess.Popen(argv, pass_fds=(*inherit, *(fd for fd, _ in files)), env=env,
+                             preexec_fn=lambda: _set_limits(limits, private_uid))
+    for fd in (*inherit, *(fd for fd, _ in files)):
+        os.close(fd)
+    return child, rec_r, go_w, private_uid
+
+
+def start_warm(config_path, listener):
+    """Pre-start the kernel described by the LaunchConfig at ``config_path`` (its ``warm`` and ``workdir`` set).
+
+    ``listener`` is a listening Unix socket, made by the caller before this returns so that the launcher can
+    never connect too early; the pre-started kernel's launcher inherits it. Returns the launcher's Popen, in
+    its own session: kill its process group when grading ends, whether or not the kernel was used.
+    """
+    env = dict(os.environ, **{CONFIG_ENV: str(config_path)})
+    return subprocess.Popen([sys.executable, "-m", "autograder.sandbox", "--warm", str(listener.fileno())],
+                            pass_fds=(listener.fileno(),), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _warm_main(config, listen_fd):
+    """``python -m autograder.sandbox --warm FD``: start the kernel now; give it the connection file when the
+    kernelspec's launcher connects to socket FD; tell the launcher the kernel's exit code when it exits."""
+    listener = socket.socket(fileno=listen_fd)
+    child, rec_r, go_w, private_uid = _start_kernel(config, Path(config.workdir))
+    relay = threading.Thread(target=_relay, args=(rec_r, config.record_path, config.record_cap), daemon=True)
+    relay.start()
+    conn, _ = listener.accept()
+    listener.close()
+    try:
+        path = _connection_file(conn.makefile("rb").readline().decode().strip(), config)
+        if private_uid is not None:
+            os.chown(path, private_uid, private_uid)
+        os.write(go_w, f"{path}\n".encode())
+    except (OSError, ValueError) as err:
+        conn.sendall(f"error {err}\n".encode())
+        child.kill()
+    os.close(go_w)
+
+    def kill_when_launcher_goes():
+        try:
+            conn.recv(1)  # returns when the launcher exits or is killed: the kernel must not outlive it
+        except OSError:
+            pass
+        child.kill()
+
+    threading.Thread(target=kill_when_launcher_goes, daemon=True).start()
+    code = child.wait()
+    relay.join()
+    try:
+        conn.sendall(f"exit {code}\n".encode())
+    except OSError:
+        pass
+    return code
+
+
+def _attach(config, connection_file):
+    """The kernelspec's launcher for a pre-started kernel: hand over the connection file, wait for its exit."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(config.warm)
+    except OSError as err:
+        sys.exit(f"grading sandbox: the pre-started kernel is not there ({err})")
+    conn.sendall(f"{connection_file}\n".encode())
+    reply = conn.makefile("rb").readline().decode().split(" ", 1)
+    if reply[0] == "exit":
+        return int(reply[1])
+    sys.exit("grading sandbox: " + (reply[1].strip() if len(reply) > 1 else "the pre-started kernel's launcher died"))
+
+
+def main(argv=None):
+    """Kernelspec entry point: ``python -m autograder.sandbox CONNECTION_FILE``; ``--warm FD`` pre-starts."""
+    args = argv or sys.argv[1:]
+    config = LaunchConfig.load(os.environ[CONFIG_ENV])
+    if args[0] == "--warm":
+        sys.exit(_warm_main(config, int(args[1])))
+    connection_file, kernel_args = Path(args[0]).resolve(), args[1:]
+    try:
+        connection_file = _connection_file(connection_file, config)
+    except ValueError as err:
+        sys.exit(f"grading sandbox: {err}")
+    if config.warm:
+        sys.exit(_attach(config, connection_file))
+    child, rec_r, _, _ = _start_kernel(config, Path.cwd(), connection_file, kernel_args)
     _relay(rec_r, config.record_path, config.record_cap)
     sys.exit(child.wait())
 

@@ -49,6 +49,8 @@ TAMPER_EVENTS = {"gc.get_referrers", "gc.get_referents", "gc.get_objects", "sys.
 
 
 def _read_key(fd):
+    """Everything written to pipe ``fd`` until its writer closes it (the key; a pre-started kernel's connection
+    file)."""
     key = b""
     while True:
         chunk = os.read(fd, 64)
@@ -263,7 +265,8 @@ def install(key, record_fd, seed=0):
 
 
 def main():
-    """``python -m autograder.seal -f CONNECTION_FILE``: bootstrap, then hand over to ipykernel."""
+    """``python -m autograder.seal -f CONNECTION_FILE``: bootstrap, then hand over to ipykernel. Pre-started
+    (``GRADER_GO_FD`` set), the connection file's path arrives on that pipe after the bootstrap."""
     key = _read_key(int(os.environ.pop("GRADER_KEY_FD")))
     record_fd = int(os.environ.pop("GRADER_RECORD_FD"))
     uid = os.environ.pop("GRADER_UID", None)
@@ -273,6 +276,12 @@ def main():
         os.setresuid(int(uid), int(uid), int(uid))
     install(key, record_fd, seed=int(os.environ.get("GRADER_SEED", "0")))
     del key
+    go_fd = os.environ.pop("GRADER_GO_FD", None)
+    if go_fd is not None:  # pre-started (autograder.sandbox.start_warm): sealed, now wait for the connection file
+        connection_file = _read_key(int(go_fd)).decode().strip()
+        if not connection_file:
+            sys.exit(0)  # the grader did not need this kernel
+        sys.argv[1:] = ["-f", connection_file]
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from autograder.course_dir import ROOT, nbgrader_env
 from autograder.records import read_records
-from autograder.sandbox import KERNEL_NAME, LaunchConfig, Limits, write_kernelspec
+from autograder.kernels import Slot
+from autograder.sandbox import KERNEL_NAME, Limits, write_kernelspec
 
 WORKER_CONFIG = '''
 # --- added by autograder.worker for one sandboxed submission ---
@@ -123,7 +124,7 @@ def decide(cells, nb_scores, records, status):
     return scores, failed, list(tamper)
 
 
-_PRELOAD = ["nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp", "nbgrader.converters.autograde",
+_PRELOAD = ["autograder.lean_imports", "nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp", "nbgrader.converters.autograde",
             "autograder.sealed_execute"]
 _forkserver = None
 
@@ -188,40 +189,40 @@ def run_nbgrader(args, cwd, env=None, timeout=None):
         out.unlink(missing_ok=True)
 
 
-def grade_one(job):
-    """Grade one submission described by ``job`` (dict, see ``autograder.grade``); returns a Result."""
+def grade_one(job, slot=None):
+    """Grade one submission described by ``job`` (dict, see ``autograder.grade``) with the pre-started kernel
+    ``slot`` (``autograder.kernels.Slot``; None: start one now); returns a Result. Stops the slot's kernel."""
     start = time.perf_counter()
     student, assignment = job["student"], job["assignment"]
     limits = Limits(**job["limits"])
-    ws = Path(tempfile.mkdtemp(prefix="g-", dir=job["workspace"]))
-    course = ws / "course"
-    (course / "source").mkdir(parents=True)
-    shutil.copytree(Path(job["course"]) / "source" / assignment, course / "source" / assignment)
-    shutil.copy2(job["gradebook"], course / "gradebook.db")
-    submitted = course / "submitted" / student / assignment
-    submitted.mkdir(parents=True)
-    shutil.copy2(job["notebook"], submitted / f"{assignment}.ipynb")
-    if job.get("timestamp"):
-        (submitted / "timestamp.txt").write_text(job["timestamp"])
-    records_path = ws / "records.log"
-    # The kernel's connection file and Unix sockets go to a private folder (jupyter_client puts the
-    # connection file in TMPDIR); kept short, since a Unix socket path may not exceed 107 bytes.
-    runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp")).resolve()
-    launch = LaunchConfig(str(records_path), job["limits"], job.get("data_dir"), job.get("seed", 0),
-                          unsafe_no_sandbox=job.get("unsafe_no_sandbox", False), runtime_dir=str(runtime),
-                          font_cache=job.get("font_cache"))
-    launch.save(ws / "launch.json")
-    config = (Path(job["course"]) / "nbgrader_config.py").read_text()
-    config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=runtime)
-    (course / "nbgrader_config.py").write_text(config)
-    jupyter = write_kernelspec(ws / "jupyter", ws / "launch.json")
-    env = dict(os.environ, JUPYTER_PATH=str(jupyter), JUPYTER_RUNTIME_DIR=str(runtime), TMPDIR=str(runtime),
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    args = ["autograde", assignment, "--student", student, "--force", "--Autograde.create_student=True"]
+    if slot is None:
+        slot = Slot(job["workspace"], limits, job.get("seed", 0), job.get("unsafe_no_sandbox", False),
+                    job.get("data_dir"), job.get("font_cache"))
     try:
+        ws = slot.ws
+        course = ws / "course"
+        (course / "source").mkdir(parents=True)
+        shutil.copytree(Path(job["course"]) / "source" / assignment, course / "source" / assignment)
+        shutil.copy2(job["gradebook"], course / "gradebook.db")
+        submitted = course / "submitted" / student / assignment
+        submitted.mkdir(parents=True)
+        shutil.copy2(job["notebook"], submitted / f"{assignment}.ipynb")
+        if job.get("timestamp"):
+            (submitted / "timestamp.txt").write_text(job["timestamp"])
+        records_path = Path(slot.config.record_path)
+        config = (Path(job["course"]) / "nbgrader_config.py").read_text()
+        config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=slot.runtime)
+        (course / "nbgrader_config.py").write_text(config)
+        jupyter = write_kernelspec(ws / "jupyter", slot.config_path)
+        # The kernel's connection file and Unix sockets go to the slot's private folder (jupyter_client puts the
+        # connection file in TMPDIR).
+        env = dict(os.environ, JUPYTER_PATH=str(jupyter), JUPYTER_RUNTIME_DIR=str(slot.runtime),
+                   TMPDIR=str(slot.runtime),
+                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        args = ["autograde", assignment, "--student", student, "--force", "--Autograde.create_student=True"]
         rc, output, timed_out = run_nbgrader(args, course, env, limits.notebook_s)
     finally:
-        shutil.rmtree(runtime, ignore_errors=True)
+        slot.stop()
     url = f"sqlite:///{course / 'gradebook.db'}"
     nb_scores, penalty = _nbgrader_scores(url, assignment, student)
     autograded = course / "autograded" / student / assignment / f"{assignment}.ipynb"

@@ -1,0 +1,121 @@
+"""Sandboxed kernels started before the submissions they will grade (``autograder.sandbox.start_warm``).
+
+A grading kernel spends over a second importing torch and sealing before it can run a cell. Started only when
+nbgrader asks for it, that second is waited for once per submission; started ahead, it overlaps with work the
+grader does anyway: importing nbgrader when the command starts, then each submission's nbgrader preparations.
+
+A pre-started kernel knows nothing of any submission: until the grader hands it a connection file it has run
+only the trusted bootstrap (``autograder.seal``), in its own sandbox, with its own records and key. Each is used
+for one submission and then stopped; none is ever reused.
+
+Light imports only: ``autograder.grade`` starts the pool before importing nbgrader.
+"""
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from autograder import sandbox
+from autograder.sandbox import LaunchConfig, start_warm
+
+
+class Slot:
+    """One pre-started kernel and the folders that belong to it.
+
+    ws: the grader's private folder for its submission (records, launch config, the scratch course);
+    runtime: the connection file's and sockets' folder, bound into the sandbox; control: the folder of the
+    socket the kernelspec's launcher hands the connection file over, which no sandbox sees.
+    """
+
+    def __init__(self, folder, limits, seed=0, unsafe=False, data_dir=None, font_cache=None):
+        self.ws = Path(tempfile.mkdtemp(prefix="g-", dir=folder)).resolve()
+        # Unix socket paths may not exceed 107 bytes: both socket folders are short ones under /tmp.
+        self.runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp")).resolve()
+        self.control = Path(tempfile.mkdtemp(prefix="w-", dir="/tmp")).resolve()
+        (self.ws / "work").mkdir()
+        self.config = LaunchConfig(str(self.ws / "records.log"), asdict(limits), data_dir, seed,
+                                   unsafe_no_sandbox=unsafe, runtime_dir=str(self.runtime), font_cache=font_cache,
+                                   warm=str(self.control / "kernel"), workdir=str(self.ws / "work"))
+        self.config_path = self.ws / "launch.json"
+        self.config.save(self.config_path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(self.config.warm)
+            listener.listen(1)
+            self.process = start_warm(self.config_path, listener)
+
+    def stop(self, grace_s=10):
+        """Wait for the kernel's launcher (it exits with its kernel), then kill what is left: a kernel nbgrader
+        never asked for, or one whose notebook ran out of time. Removes the socket folders."""
+        try:
+            self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        shutil.rmtree(self.runtime, ignore_errors=True)
+        shutil.rmtree(self.control, ignore_errors=True)
+
+
+class KernelPool:
+    """Up to ``size`` kernels pre-started at any time (one per worker), each handed out once by ``take``.
+
+    ``expect(n)`` says how many more kernels will be taken; the pool never starts more than that, so no kernel
+    is started for nothing once the submissions are known. Until then it starts ``size``.
+    """
+
+    def __init__(self, size, limits, seed=0, unsafe=False, data_dir=None):
+        self.folder = Path(tempfile.mkdtemp(prefix="grade-kernels-")).resolve()
+        font_cache = sandbox.font_cache(self.folder / "matplotlib")  # each kernel gets a copy (0.2 s, once)
+        self.size, self.options = max(1, size), dict(limits=limits, seed=seed, unsafe=unsafe, data_dir=data_dir,
+                                                     font_cache=font_cache)
+        self._free, self._lock, self._slots = queue.Queue(), threading.Lock(), []
+        self._wanted = None  # takes still expected; None: not known yet
+        self._fill()
+
+    def _fill(self):
+        with self._lock:
+            target = self.size if self._wanted is None else min(self.size, self._wanted)
+            while self._free.qsize() < target:
+                slot = Slot(self.folder, **self.options)
+                self._slots.append(slot)
+                self._free.put(slot)
+
+    def expect(self, n):
+        """``n`` more kernels will be taken (the submissions of an assignment)."""
+        with self._lock:
+            self._wanted = (self._wanted or 0) + n
+        self._fill()
+
+    def take(self):
+        """A pre-started kernel; another is started in its place while more are expected."""
+        try:
+            slot = self._free.get_nowait()
+        except queue.Empty:  # more taken than expected: start one now rather than wait for nothing
+            slot = Slot(self.folder, **self.options)
+            with self._lock:
+                self._slots.append(slot)
+        with self._lock:
+            if self._wanted is not None:
+                self._wanted = max(0, self._wanted - 1)
+        self._fill()
+        return slot
+
+    def close(self):
+        """Stop every kernel still waiting (and any left running) and remove the pool's folder."""
+        for slot in self._slots:
+            if slot.process.poll() is None:
+                try:
+                    os.killpg(slot.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            slot.stop(grace_s=0)
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""Pre-started grading kernels (autograder.kernels, autograder.sandbox.start_warm): sealed before anything is
+handed to them, started no more often than needed, and never outliving the grader or the launcher that uses
+them. The whole grading path through them is covered by tests/test_grader.py."""
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.kernels import KernelPool, Slot
+from autograder.records import read_records
+from autograder.sandbox import Limits, check_available
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sandbox():
+    check_available()  # these kernels run in the real sandbox; a machine without one fails here, loudly
+
+
+def _records(slot):
+    path = Path(slot.config.record_path)
+    key = Path(str(path) + ".key")
+    return read_records(path.read_text(errors="replace"), key.read_bytes()) if key.exists() and path.exists() else []
+
+
+def _wait(predicate, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _handover(slot, connection_file):
+    """Do what the kernelspec's launcher does: send the connection file's path, keep the socket open."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(slot.config.warm)
+    conn.sendall(f"{connection_file}\n".encode())
+    return conn
+
+
+def test_prestarted_kernel_seals_itself_then_waits(tmp_path):
+    """Before any connection file arrives the kernel has signed its start record and runs nothing else."""
+    slot = Slot(tmp_path, Limits())
+    try:
+        assert _wait(lambda: [r.kind for r in _records(slot)] == ["start"]), "no signed start record"
+        time.sleep(1)
+        assert slot.process.poll() is None and [r.kind for r in _records(slot)] == ["start"]
+    finally:
+        slot.stop(grace_s=0)
+    assert slot.process.poll() is not None and not slot.runtime.exists() and not slot.control.exists()
+
+
+def test_a_connection_file_outside_the_runtime_folder_is_refused(tmp_path):
+    """The launcher may only hand over a connection file in the kernel's own runtime folder (ipc sockets)."""
+    slot = Slot(tmp_path, Limits())
+    stray = tmp_path / "kernel.json"
+    stray.write_text(json.dumps({"transport": "ipc", "ip": str(tmp_path / "kernel")}))
+    try:
+        conn = _handover(slot, stray)
+        reply = conn.makefile("rb").readline().decode()
+        assert reply.startswith("error ") and "not in the private runtime folder" in reply
+        assert _wait(lambda: slot.process.poll() is not None, 30), "the refused kernel is still running"
+        conn.close()
+    finally:
+        slot.stop(grace_s=0)
+
+
+def test_the_kernel_dies_with_the_launcher_that_took_it(tmp_path):
+    """A launcher killed by nbgrader (its socket closes) takes the pre-started kernel with it."""
+    slot = Slot(tmp_path, Limits())
+    connection_file = slot.runtime / "kernel-test.json"
+    connection_file.write_text(json.dumps({"transport": "ipc", "ip": str(slot.runtime / "kernel"), "key": "",
+                                           "signature_scheme": "hmac-sha256", "shell_port": 1, "iopub_port": 2,
+                                           "stdin_port": 3, "control_port": 4, "hb_port": 5}))
+    try:
+        conn = _handover(slot, connection_file)
+        assert _wait(lambda: (slot.runtime / "kernel-1").exists()), "ipykernel never opened its sockets"
+        time.sleep(1)
+        assert slot.process.poll() is None, "the kernel should be serving until its launcher goes"
+        conn.close()
+        assert _wait(lambda: slot.process.poll() is not None, 30), "the kernel outlived its launcher"
+    finally:
+        slot.stop(grace_s=0)
+
+
+def test_pool_starts_one_per_worker_only_as_many_as_expected_and_stops_the_rest(tmp_path):
+    pool = KernelPool(2, Limits())
+    try:
+        assert len(pool._slots) == 2 and all(s.process.poll() is None for s in pool._slots)
+        pool.expect(3)
+        first = pool.take()
+        assert len(pool._slots) == 3, "a replacement while more submissions wait"
+        pool.take(), pool.take()
+        assert len(pool._slots) == 3, "no kernel started that no submission will use"
+        for slot in pool._slots:
+            assert _wait(lambda: [r.kind for r in _records(slot)] == ["start"]), "a kernel did not start"
+        first.stop(grace_s=0)
+        pids = [s.process.pid for s in pool._slots]
+    finally:
+        pool.close()
+    assert not pool.folder.exists()
+    assert not any(_alive(pid) for pid in pids)
+    assert not any(s.runtime.exists() or s.control.exists() for s in pool._slots)
