@@ -124,8 +124,7 @@ def decide(cells, nb_scores, records, status):
     return scores, failed, list(tamper)
 
 
-_PRELOAD = ["autograder.lean_imports", "nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp", "nbgrader.converters.autograde",
-            "autograder.sealed_execute"]
+_PRELOAD = ["autograder.nbgrader_preload"]
 _forkserver = None
 
 
