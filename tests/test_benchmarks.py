@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_accuracy_benchmark_runs_every_strategy(shared_data, capsys):
     runs = accuracy.main(["--data", str(shared_data / "pets-3breeds"), "--seeds", "0", "1", "--per-class", "2",
                           "--size", "32", "--batch", "4", "--epochs", "2", "--head-epochs", "2"])
-    assert sorted(runs) == list("abcdefg")
+    assert sorted(runs) == list("abcdefgh")
     for key, histories in runs.items():
         assert len(histories) == 2, "one history per seed"
         for h in histories:

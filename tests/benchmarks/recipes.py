@@ -212,4 +212,5 @@ STRATEGIES = {
     "e": cached_features,
     "f": fine_tune_bn_eval,
     "g": lambda setup, epochs, seed: cached_features(setup, epochs, seed, views=10, tta=True),
+    "h": lambda setup, epochs, seed: cached_features(setup, epochs, seed, views=10),
 }
