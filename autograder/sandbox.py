@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -367,7 +368,16 @@ def _warm_main(config, listen_fd):
     """``python -m autograder.sandbox --warm FD``: start the kernel now; give it the connection file when the
     kernelspec's launcher connects to socket FD; tell the launcher the kernel's exit code when it exits."""
     listener = socket.socket(fileno=listen_fd)
+    grader = os.getppid()
     child, rec_r, go_w, private_uid = _start_kernel(config, Path(config.workdir))
+
+    def die_with_the_grader():
+        while os.getppid() == grader:  # the grader was killed (SIGKILL runs no clean-up): nothing may outlive it
+            time.sleep(0.5)
+        child.kill()
+        os._exit(1)
+
+    threading.Thread(target=die_with_the_grader, daemon=True).start()
     relay = threading.Thread(target=_relay, args=(rec_r, config.record_path, config.record_cap), daemon=True)
     relay.start()
     conn, _ = listener.accept()
@@ -391,7 +401,10 @@ def _warm_main(config, listen_fd):
 
     threading.Thread(target=kill_when_launcher_goes, daemon=True).start()
     code = child.wait()
-    relay.join()
+    # The records end when every copy of the pipe's write end is closed. A sandbox killed while bwrap was still
+    # setting up can leave its inner process behind for a moment: it exits by itself once the go pipe is closed
+    # (autograder.seal), so the records are not waited for forever.
+    relay.join(timeout=10)
     try:
         conn.sendall(f"exit {code}\n".encode())
     except OSError:

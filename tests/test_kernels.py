@@ -113,3 +113,21 @@ def test_pool_starts_one_per_worker_only_as_many_as_expected_and_stops_the_rest(
     assert not pool.folder.exists()
     assert not any(_alive(pid) for pid in pids)
     assert not any(s.runtime.exists() or s.control.exists() for s in pool._slots)
+
+
+def test_a_waiting_kernel_dies_with_a_killed_grader(tmp_path):
+    """A grader killed outright (no clean-up runs) leaves no pre-started kernel waiting behind it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (f"import time\nfrom autograder.kernels import Slot\nfrom autograder.sandbox import Limits\n"
+              f"slot = Slot({str(tmp_path)!r}, Limits())\nprint(slot.process.pid, flush=True)\ntime.sleep(600)\n")
+    grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    warm_pid = int(grader.stdout.readline())
+    assert _wait(lambda: any((tmp_path / d / "records.log").exists() for d in os.listdir(tmp_path)))
+    assert _alive(warm_pid)
+    os.kill(grader.pid, signal.SIGKILL)
+    grader.wait()
+    assert _wait(lambda: not _alive(warm_pid), 15), "the pre-started kernel's launcher outlived the grader"
