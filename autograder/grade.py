@@ -6,7 +6,8 @@ gradebook by this process alone, then nbgrader's own ``generate_feedback`` runs,
 exported to CSV (``grades.csv``), and a report is written to ``reports/<assignment>/``.
 
 Kernels are started ahead of the submissions (``autograder.kernels``), one per worker, right after the sandbox
-is checked and before nbgrader is imported here. Refuses to grade when the sandbox cannot start, unless ``--unsafe-no-sandbox`` is given (logged loudly).
+is checked and before nbgrader is imported here. Refuses to grade when the sandbox cannot start, unless
+``--unsafe-no-sandbox`` is given (logged loudly).
 """
 if __name__ == "__main__":
     import autograder.lean_imports  # noqa: F401  (before anything imports jsonschema)
@@ -54,6 +55,12 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     """Grade every submission of one assignment; returns (list of Result, seconds, {grade_id: max_score}).
 
     kernels: a KernelPool started with the same limits, seed, unsafe and data_dir (None: one is made here)."""
+    if kernels is None:
+        kernels = KernelPool(workers, limits, seed, unsafe, data_dir)
+        try:
+            return grade_assignment(course, assignment, workers, limits, seed, unsafe, data_dir, progress, kernels)
+        finally:
+            kernels.close()
     import nbformat
 
     from autograder import gradebook_io, intake
@@ -66,9 +73,6 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     start = time.perf_counter()
     workspace = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
     gradebook_copy = workspace / "gradebook.db"
-    own_pool = kernels is None
-    if own_pool:
-        kernels = KernelPool(workers, limits, seed, unsafe, data_dir)
     fonts = kernels.options["font_cache"]
     shutil.copy2(course / "gradebook.db", gradebook_copy)
     max_scores = {gid: max_score for gid, (max_score, _, _) in cells.items()}
@@ -124,8 +128,6 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
             shutil.copytree(result.autograded, dest)
             _keep_submission_secret(submissions.get(result.student), dest)
     shutil.rmtree(workspace, ignore_errors=True)
-    if own_pool:
-        kernels.close()
     return sorted(results, key=lambda r: r.student), time.perf_counter() - start, max_scores
 
 

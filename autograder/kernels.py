@@ -112,10 +112,5 @@ class KernelPool:
     def close(self):
         """Stop every kernel still waiting (and any left running) and remove the pool's folder."""
         for slot in self._slots:
-            if slot.process.poll() is None:
-                try:
-                    os.killpg(slot.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            slot.stop(grace_s=0)
+            slot.stop(grace_s=0)  # no wait: kills the process group of any still running
         shutil.rmtree(self.folder, ignore_errors=True)
