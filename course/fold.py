@@ -9,8 +9,15 @@ is the output of a convolution, that map can be moved into the convolution's wei
 The folded copy computes the same outputs (to float rounding) with one pass over memory fewer per layer, which
 is most of the cost of a small network such as EfficientNet-Lite0 on a CPU. It is only correct while the body
 stays frozen and its BatchNorm layers stay in eval mode: fold again after unfreezing or changing it.
+
+The copy also drops a second per-call cost of TensorFlow-ported networks (timm's ``tf_`` EfficientNets): their
+stride-2 convolutions use TensorFlow's "same" padding, one more pixel after the image than before it, which
+``nn.Conv2d`` cannot express, so timm's ``Conv2dSame`` writes a padded copy of its input on every call. For
+inputs of one size that padding is fixed, and one zero row and column put before the kernel turn it into
+ordinary symmetric padding: ``SizedConv2d``, exact, since the zeros only ever multiply inputs.
 """
 import copy
+import math
 
 import torch
 from torch import nn
@@ -64,12 +71,115 @@ def _fold_children(module):
     return folded + sum(_fold_children(child) for child in module.children() if child is not None)
 
 
+def same_padding(size, kernel, stride, dilation=1):
+    """TensorFlow's "same" padding of one spatial dimension, as timm pads it: ``(before, after)`` pixels.
+
+    ``size`` input pixels give ``ceil(size / stride)`` outputs; the padding needed for that is split with the
+    odd pixel after the input.
+    """
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class SizedConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that computes a "same"-padded convolution for inputs of one height and width.
+
+    Built by ``static_same_conv``; ``same_pads`` holds the ``((top, bottom), (left, right))`` padding it stands
+    for. Inputs that would need another padding are refused: for them its outputs would be shifted or of the
+    wrong size.
+    """
+
+    def __init__(self, *args, same_pads, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.same_pads = tuple(same_pads)
+
+    def forward(self, x):
+        pads = tuple(same_padding(n, k, s, d) for n, k, s, d in
+                     zip(x.shape[-2:], self.original_kernel, self.stride, self.dilation))
+        if pads != self.same_pads:
+            raise ValueError(f"this convolution was folded for inputs padded {self.same_pads}, and inputs of size "
+                             f"{tuple(x.shape[-2:])} need {pads}: fold again with an example of that size")
+        return super().forward(x)
+
+    @property
+    def original_kernel(self):
+        """The kernel size before the zero row or column was put in front of it, ``(kH, kW)``."""
+        return tuple(k - (after - before) for k, (before, after) in zip(self.kernel_size, self.same_pads))
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, same_pads={self.same_pads}"
+
+
+def static_same_conv(conv, in_size):
+    """A ``SizedConv2d`` computing ``conv`` (timm's ``Conv2dSame``) for inputs of ``in_size`` = (H, W).
+
+    Where the padding is symmetric it becomes the convolution's own padding; where the extra pixel goes after
+    the input, the kernel (C_out, C_in/groups, kH, kW) gets one zero row (or column) in front and the padding
+    grows by one on both sides, which shifts the kernel back over the same pixels.
+
+    Returns ``None`` when that is not possible (dilation above 1 in a dimension that needs the shift).
+    """
+    pads = tuple(same_padding(n, k, s, d) for n, k, s, d in
+                 zip(in_size, conv.kernel_size, conv.stride, conv.dilation))
+    if any(after - before and d != 1 for (before, after), d in zip(pads, conv.dilation)):
+        return None
+    grow = [after - before for before, after in pads]  # 0 or 1 per dimension
+    new = SizedConv2d(conv.in_channels, conv.out_channels,
+                      tuple(k + g for k, g in zip(conv.kernel_size, grow)), stride=conv.stride,
+                      padding=tuple(after for _, after in pads), dilation=conv.dilation, groups=conv.groups,
+                      bias=conv.bias is not None, same_pads=pads,
+                      device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :, grow[0]:, grow[1]:] = conv.weight
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    new.requires_grad_(conv.weight.requires_grad)
+    return new.train(conv.training)
+
+
+def _same_conv_class():
+    """timm's ``Conv2dSame``, or ``()`` (matches nothing) when timm is not installed: then no model has one."""
+    try:
+        from timm.layers import Conv2dSame
+    except ImportError:
+        return ()
+    return Conv2dSame
+
+
+def _fix_same_padding(module, example):
+    """Replace each of module's ``Conv2dSame`` by a ``SizedConv2d`` for the size it sees on ``example``; count.
+
+    A convolution that runs on inputs of several sizes in one forward (a shared module) is left as it is.
+    """
+    sizes = {}
+    hooks = [m.register_forward_pre_hook(lambda m, args: sizes.setdefault(m, set()).add(tuple(args[0].shape[-2:])))
+             for m in module.modules() if isinstance(m, _same_conv_class())]
+    try:
+        with torch.no_grad():
+            module(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            seen = sizes.get(child, ())
+            new = static_same_conv(child, *seen) if len(seen) == 1 else None
+            if new is not None:
+                setattr(parent, name, new)
+                replaced += 1
+    return replaced
+
+
 def fold_batchnorm(body, example, rtol=1e-4):
     """A copy of ``body`` in eval mode with every BatchNorm2d folded into the Conv2d declared just before it.
 
     Pairs are found by the order of the modules in their parent, which is the order they run in for the
     networks of this course (torchvision's ResNets, timm's EfficientNets). Because declaration order is not
-    guaranteed to be execution order, the copy is checked against ``body.eval()`` on ``example``.
+    guaranteed to be execution order, the copy is checked against ``body.eval()`` on ``example``. timm's
+    ``Conv2dSame`` convolutions are replaced by ``SizedConv2d`` for the sizes they see on ``example``: the copy
+    refuses inputs of a size that would need another padding.
 
     Args:
         body: the module to fold; it is not changed (each submodule's mode is restored).
@@ -87,6 +197,7 @@ def fold_batchnorm(body, example, rtol=1e-4):
     try:
         folded = copy.deepcopy(body)
         count = _fold_children(folded)
+        _fix_same_padding(folded, example)
         with torch.no_grad():
             want, got = body(example), folded(example)
     finally:

@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from course.fold import fold_batchnorm, fold_conv_bn
+from course.fold import SizedConv2d, fold_batchnorm, fold_conv_bn, same_padding, static_same_conv
 from course.pretrained import efficientnet_lite0, lite0_body_head
 
 
@@ -96,3 +96,61 @@ def test_fold_batchnorm_refuses_when_the_outputs_change():
     model = _DeclaredOutOfOrder()
     with pytest.raises(ValueError, match="does not follow the convolution"):
         fold_batchnorm(model, torch.randn(2, 4, 8, 8))
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("size", [(16, 16), (15, 16), (7, 9)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_static_same_conv_computes_timms_same_padding(kernel, size, stride, monkeypatch):
+    """For every input size the rewritten convolution equals timm's Conv2dSame on that size, odd or even,
+    with the padding's odd pixel after the input (a zero row or column put before the kernel) or none, and
+    without the padded copy of its input that Conv2dSame makes on every call."""
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(kernel)
+    conv = Conv2dSame(6, 6, kernel, stride=stride, groups=3, bias=True)
+    x = torch.randn(2, 6, *size)
+    static = static_same_conv(conv, size)
+    pads = []
+    pad = torch.nn.functional.pad
+    monkeypatch.setattr(torch.nn.functional, "pad", lambda *a, **k: pads.append(a[1]) or pad(*a, **k))
+    with torch.no_grad():
+        want = conv(x)
+        assert len(pads) == 1  # Conv2dSame pads a copy of its input...
+        torch.testing.assert_close(static(x), want, rtol=1e-5, atol=1e-5)
+        assert len(pads) == 1  # ...the rewritten convolution does not
+    assert static.original_kernel == (kernel, kernel)
+
+
+def test_static_same_conv_refuses_sizes_that_need_another_padding():
+    from timm.layers import Conv2dSame
+
+    conv = Conv2dSame(2, 2, 3, stride=2)
+    static = static_same_conv(conv, (8, 8))  # needs (0, 1) padding each way; 9 px would need (1, 1)
+    assert static.kernel_size == (4, 4) and static.padding == (1, 1)
+    assert static(torch.randn(1, 2, 10, 10)).shape == conv(torch.randn(1, 2, 10, 10)).shape  # same parity: fine
+    with pytest.raises(ValueError, match=r"fold again"):
+        static(torch.randn(1, 2, 9, 8))
+    assert same_padding(224, 3, 2) == (0, 1) and same_padding(224, 5, 2) == (1, 2) and same_padding(7, 3, 1) == (1, 1)
+    dilated = Conv2dSame(2, 2, 3, stride=2, dilation=2)
+    assert static_same_conv(dilated, (8, 8)) is None  # padded (1, 2): a zero in front cannot shift a dilated kernel
+    x = torch.randn(1, 2, 7, 7)  # padded (2, 2): plain padding does
+    with torch.no_grad():
+        torch.testing.assert_close(static_same_conv(dilated, (7, 7))(x), dilated(x))
+
+
+def test_folded_lite0_body_has_no_padding_copies_and_knows_its_size():
+    """The folded Lite0 body has no Conv2dSame left (its 5 stride-2 convolutions become SizedConv2d), and refuses
+    an input whose padding differs instead of returning shifted features."""
+    from timm.layers import Conv2dSame
+
+    body, _ = lite0_body_head(efficientnet_lite0(num_classes=3))
+    x = torch.randn(1, 3, 64, 64)
+    folded = fold_batchnorm(body, x)
+    assert any(isinstance(m, Conv2dSame) for m in body.modules())  # the original keeps them
+    assert not any(isinstance(m, Conv2dSame) for m in folded.modules())
+    assert sum(isinstance(m, SizedConv2d) for m in folded.modules()) == 5
+    with torch.no_grad():
+        assert folded(torch.randn(1, 3, 128, 128)).shape == body(torch.randn(1, 3, 128, 128)).shape
+        with pytest.raises(ValueError, match="fold again"):
+            folded(torch.randn(1, 3, 66, 66))  # 33 px at the second stride-2 convolution: padded (1, 1)
