@@ -127,9 +127,9 @@ def static_same_conv(conv, in_size):
     new = SizedConv2d(conv.in_channels, conv.out_channels,
                       tuple(k + g for k, g in zip(conv.kernel_size, grow)), stride=conv.stride,
                       padding=tuple(after for _, after in pads), dilation=conv.dilation, groups=conv.groups,
-                      bias=conv.bias is not None, same_pads=pads,
-                      device=conv.weight.device, dtype=conv.weight.dtype)
-    with torch.no_grad():
+                      bias=conv.bias is not None, same_pads=pads, device="meta", dtype=conv.weight.dtype)
+    new = new.to_empty(device=conv.weight.device)  # built on "meta": no random initialisation, which would
+    with torch.no_grad():                          # draw from (and so change) PyTorch's global random numbers
         new.weight.zero_()
         new.weight[:, :, grow[0]:, grow[1]:] = conv.weight
         if conv.bias is not None:

@@ -154,3 +154,15 @@ def test_folded_lite0_body_has_no_padding_copies_and_knows_its_size():
         assert folded(torch.randn(1, 3, 128, 128)).shape == body(torch.randn(1, 3, 128, 128)).shape
         with pytest.raises(ValueError, match="fold again"):
             folded(torch.randn(1, 3, 66, 66))  # 33 px at the second stride-2 convolution: padded (1, 1)
+
+
+def test_folding_draws_no_random_numbers():
+    """Folding is deterministic and leaves PyTorch's random stream alone: data augmentation drawn after it
+    (the feature cache folds between batches) is the same as without folding."""
+    body, _ = lite0_body_head(efficientnet_lite0(num_classes=3))
+    x = torch.randn(1, 3, 64, 64)
+    torch.manual_seed(0)
+    fold_batchnorm(body, x)
+    after_folding = torch.rand(4)
+    torch.manual_seed(0)
+    assert torch.equal(after_folding, torch.rand(4))
