@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_accuracy_benchmark_runs_every_strategy(shared_data, capsys):
     runs = accuracy.main(["--data", str(shared_data / "pets-3breeds"), "--seeds", "0", "1", "--per-class", "2",
                           "--size", "32", "--batch", "4", "--epochs", "2", "--head-epochs", "2"])
-    assert sorted(runs) == list("abcdefgh")
+    assert sorted(runs) == list("abcdefghi")
     for key, histories in runs.items():
         assert len(histories) == 2, "one history per seed"
         for h in histories:
@@ -21,7 +21,7 @@ def test_accuracy_benchmark_runs_every_strategy(shared_data, capsys):
     assert len(runs["c"][0].groups) == 2 and len(runs["d"][0].groups) == 2, "two phases each"
     assert runs["d"][0].groups[0][-1]["layer"] == 0 and len({g["layer"] for g in runs["d"][0].groups[1]}) == 2
     out = capsys.readouterr().out
-    assert "mean" in out and "(f) fine_tune, BN eval" in out
+    assert "mean" in out and "(f) fine_tune, BN eval" in out and "(i) cached features x10, test 37px" in out
 
 
 def test_freeze_cost_benchmark_measures_each_configuration(capsys):
@@ -38,7 +38,7 @@ def test_freeze_cost_benchmark_measures_each_configuration(capsys):
 
 def test_cached_epoch_benchmark_compares_the_two_epochs(shared_data, capsys):
     full, cached, cache_s = cached_epoch.main(["--data", str(shared_data / "pets-3breeds"), "--size", "32",
-                                               "--repeats", "1"])
+                                               "--repeats", "1", "--cached-repeats", "2"])
     assert full > 0 and cached > 0 and cache_s > 0
     assert "ratio:" in capsys.readouterr().out
 

@@ -1,4 +1,4 @@
-"""Benchmark 3 (and 4 on a GPU): test accuracy of strategies (a)-(h) with EfficientNet-Lite0 on real photos.
+"""Benchmark 3 (and 4 on a GPU): test accuracy of strategies (a)-(i) with EfficientNet-Lite0 on real photos.
 
     python -m tests.benchmarks.accuracy --data ../shared/data/pets-sample --seeds 0 1 2
 
@@ -22,7 +22,7 @@ def main(argv=None, description=__doc__, defaults=None):
                     help="folder holding oxford-iiit-pet/ (default: $COURSE_DATA, downloading there if missing)")
     ap.add_argument("--arch", default="lite0", choices=["lite0", "resnet34"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--strategies", default="abcdefgh")
+    ap.add_argument("--strategies", default="abcdefghi")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--head-epochs", type=int, default=30, help="epochs of (e) over the cached features")
     ap.add_argument("--size", type=int, default=224)
@@ -40,7 +40,7 @@ def main(argv=None, description=__doc__, defaults=None):
         setup = make_setup(args.data, args.size, args.batch, device, args.per_class, seed, args.arch)
         for key in args.strategies:
             start = time.perf_counter()
-            epochs = args.head_epochs if key in "egh" else args.epochs
+            epochs = args.head_epochs if key in "eghi" else args.epochs
             history = STRATEGIES[key](setup, epochs, seed)
             runs.setdefault(key, []).append(history)
             last = history.epochs[-1]

@@ -13,6 +13,7 @@ from torch import nn
 from course import seed_everything
 from course.data import load_pets
 from course.fit import History, fit_one_cycle
+from course.fold import fold_batchnorm
 from course.loaders import eval_transform, make_loader, train_transform
 from course.pretrained import (IMAGENET_MEAN, IMAGENET_STD, LITE0_MEAN, LITE0_STD, efficientnet_lite0,
                                lite0_body_head, lite0_groups, resnet34)
@@ -67,7 +68,8 @@ ARCHS = {
 
 @dataclass
 class Setup:
-    """What every strategy shares: data loaders, image size, device and the number of classes."""
+    """What every strategy shares: data loaders, device, the number of classes, and where the photos came from
+    (root, per_class and seed of the subset, training size in px) to load them again at another size."""
 
     train: torch.utils.data.DataLoader
     test: torch.utils.data.DataLoader
@@ -78,6 +80,10 @@ class Setup:
     device: torch.device
     batch: int
     arch: str = "lite0"
+    root: object = None
+    per_class: int = None
+    seed: int = 0
+    size: int = 224
 
 
 def make_setup(root, size=224, batch=32, device="cpu", per_class=None, seed=0, arch="lite0"):
@@ -94,7 +100,19 @@ def make_setup(root, size=224, batch=32, device="cpu", per_class=None, seed=0, a
         test_ds = small_subset(test_ds, per_class, seed)
     classes = len(load_pets("test", root=root).classes)
     return Setup(make_loader(train_ds, batch, True, device, seed=seed), make_loader(test_ds, 64, False, device),
-                 train_ds, plain_ds, test_ds, classes, torch.device(device), batch, arch)
+                 train_ds, plain_ds, test_ds, classes, torch.device(device), batch, arch, root, per_class, seed, size)
+
+
+def photos_at(setup, size):
+    """The setup's test photos, evaluated at ``size`` px (resized to ``size * 8 / 7``, central crop): the same
+    field of view as at the training size, in more pixels."""
+    mean, std = ARCHS[setup.arch][3:]
+    test_ds = load_pets("test", eval_transform(size, mean, std), root=setup.root)
+    if setup.per_class is not None:
+        from course.data import small_subset
+
+        test_ds = small_subset(test_ds, setup.per_class, setup.seed)
+    return test_ds
 
 
 def _model(setup, seed):
@@ -153,12 +171,19 @@ def gradual_unfreezing(setup, epochs, seed, lr=3e-3, factor=2.6):
 
 @torch.no_grad()
 def features_of(body, dataset, device, batch=64):
-    """Pooled backbone features (N, 1280) on the CPU and labels (N,), body in eval mode, dataset order."""
+    """Pooled backbone features (N, 1280) on the CPU and labels (N,), body in eval mode, dataset order.
+
+    The body runs as a folded copy (``course.fold``: BatchNorm and padding in the convolutions, checked
+    against the body on the first batch), channels-last; the body itself is left as it was, in eval mode.
+    """
     body.eval()
     loader = make_loader(dataset, batch, False, device)
-    feats, labels = [], []
+    feats, labels, folded = [], [], None
     for x, y in loader:
-        feats.append(body(x.to(device)).float().cpu())
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        if folded is None:
+            folded = fold_batchnorm(body, x[:2]).to(memory_format=torch.channels_last)
+        feats.append(folded(x).float().cpu())
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 
@@ -177,11 +202,12 @@ class Flipped(torch.utils.data.Dataset):
         return torch.flip(x, dims=[-1]), y
 
 
-def cached_features(setup, epochs, seed, views=5, lr=3e-3, tta=False):
+def cached_features(setup, epochs, seed, views=5, lr=3e-3, tta=False, test_size=None):
     """(e) Backbone run once: features of ``views`` augmented copies of each photo (the first without
     augmentation), then the classifier trained on them alone; the feature pass counts in the wall time.
     With ``tta``, test photos are scored on the mean of their own and their mirror image's features (the
-    head is linear, so that is the mean of the two predictions)."""
+    head is linear, so that is the mean of the two predictions). With ``test_size``, test photos are seen
+    at that many pixels instead of the training size."""
     import time
 
     model, groups = _model(setup, seed)
@@ -190,14 +216,16 @@ def cached_features(setup, epochs, seed, views=5, lr=3e-3, tta=False):
     parts = [features_of(body, setup.train_plain_ds, setup.device)]
     parts += [features_of(body, setup.train_aug_ds, setup.device) for _ in range(views - 1)]
     feats, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    test_feats, test_labels = features_of(body, setup.test_ds, setup.device)
+    test_ds = setup.test_ds if test_size is None else photos_at(setup, test_size)
+    test_feats, test_labels = features_of(body, test_ds, setup.device)
     if tta:
-        test_feats = (test_feats + features_of(body, Flipped(setup.test_ds), setup.device)[0]) / 2
+        test_feats = (test_feats + features_of(body, Flipped(test_ds), setup.device)[0]) / 2
     test = torch.utils.data.TensorDataset(test_feats, test_labels)
     cache_s = time.perf_counter() - start
     train = make_loader(torch.utils.data.TensorDataset(feats, labels), 64, True, "cpu", seed=seed)
     history = fit_one_cycle(head.cpu(), [(head, lr)], train, epochs, make_loader(test, 256, False, "cpu"),
-                            "cpu", history=History(f"cached features x{views}" + (" +TTA" if tta else "")),
+                            "cpu", history=History(f"cached features x{views}" + (" +TTA" if tta else "")
+                                                   + (f", test {test_size}px" if test_size else "")),
                             progress=False)
     for row in history.epochs:
         row["seconds"] += cache_s
@@ -213,4 +241,8 @@ STRATEGIES = {
     "f": fine_tune_bn_eval,
     "g": lambda setup, epochs, seed: cached_features(setup, epochs, seed, views=10, tta=True),
     "h": lambda setup, epochs, seed: cached_features(setup, epochs, seed, views=10),
+    # (i) = (h) with test photos at 8/7 of the training size (FixRes: random crops make training objects
+    # look larger than a central crop's at the same size, so the test size should grow with them)
+    "i": lambda setup, epochs, seed: cached_features(setup, epochs, seed, views=10,
+                                                     test_size=round(setup.size * 8 / 7)),
 }
