@@ -35,3 +35,35 @@ def test_shuffling_is_seeded():
     data = torch.utils.data.TensorDataset(torch.arange(20), torch.arange(20))
     order = lambda seed: torch.cat([x for x, _ in make_loader(data, 5, True, "cpu", seed=seed)]).tolist()
     assert order(3) == order(3) and order(3) != order(4) and sorted(order(3)) == list(range(20))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_tensors_in_memory_come_a_batch_at_a_time_with_the_same_batches(train):
+    """Cached features (a TensorDataset) are indexed a batch at a time: the batches, their order and the
+    dropped batch of one are those of a plain DataLoader over the same items, shuffled with the same seed."""
+    data = torch.utils.data.TensorDataset(torch.randn(33, 4), torch.arange(33))
+    fast = make_loader(data, 8, train, "cpu", seed=5)
+    plain = torch.utils.data.DataLoader(data, 8, shuffle=train, drop_last=train and 33 % 8 == 1,
+                                        generator=torch.Generator().manual_seed(5) if train else None)
+    got, want = list(fast), list(plain)
+    assert len(fast) == len(plain) == len(got) == len(want) == (4 if train else 5)
+    for (x, y), (x0, y0) in zip(got, want):
+        assert torch.equal(x, x0) and torch.equal(y, y0)
+    assert fast.batch_size == 8 and fast.drop_last == train
+    assert fast.batch_size == 8 and fast.drop_last == train
+
+
+class _Counting(torch.utils.data.TensorDataset):
+    """A TensorDataset whose items may be more than stored tensors: it must keep the item-by-item path."""
+
+    calls = 0
+
+    def __getitem__(self, i):
+        _Counting.calls += 1
+        return super().__getitem__(i)
+
+
+def test_a_tensor_dataset_subclass_keeps_its_own_getitem():
+    data = _Counting(torch.randn(10, 2), torch.arange(10))
+    batches = list(make_loader(data, 4, False, "cpu"))
+    assert _Counting.calls == 10 and [len(y) for _, y in batches] == [4, 4, 2]
