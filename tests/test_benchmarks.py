@@ -5,7 +5,7 @@ running the benchmarks themselves at full size (see each one's docstring).
 """
 import pytest
 
-from tests.benchmarks import accuracy, cached_epoch, freeze_cost, grading
+from tests.benchmarks import accuracy, cached_epoch, freeze_cost, grading, hard_photos
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +41,16 @@ def test_cached_epoch_benchmark_compares_the_two_epochs(shared_data, capsys):
                                                "--repeats", "1", "--cached-repeats", "2"])
     assert full > 0 and cached > 0 and cache_s > 0
     assert "ratio:" in capsys.readouterr().out
+
+
+def test_hard_photos_lists_the_photos_every_classifier_gets_wrong(shared_data, capsys):
+    wrong, always = hard_photos.main(["--data", str(shared_data / "pets-3breeds"), "--seeds", "0", "1",
+                                      "--per-class", "3", "--size", "32", "--batch", "4", "--epochs", "1"])
+    assert list(wrong) == ["(a) head only, seed 0", "(a) head only, seed 1", "nearest class mean"]
+    assert all(mask.shape == (9,) for mask in wrong.values())  # 3 test photos of each of 3 breeds
+    assert always == [i for i in range(9) if all(mask[i] for mask in wrong.values())]
+    out = capsys.readouterr().out
+    assert f"wrong in every one of the 3: {len(always)}" in out and out.count(".jpg") == len(always)
 
 
 def test_grading_benchmark_times_both_graders(capsys):

@@ -127,11 +127,16 @@ def _fit(model, setup, layer_lrs, epochs, history, bn=frozen_bn_eval, **kw):
                          before_epoch=bn, history=history, progress=False, **kw)
 
 
-def head_only(setup, epochs, seed, lr=3e-3):
-    """(a) Freeze the whole backbone, train the new classifier."""
+def trained_head_only(setup, epochs, seed, lr=3e-3):
+    """(a) with the trained model: ``(model, history)``."""
     model, groups = _model(setup, seed)
     set_frozen_prefix(groups, len(groups) - 1)
-    return _fit(model, setup, [(groups[-1], lr)], epochs, History("head only"))
+    return model, _fit(model, setup, [(groups[-1], lr)], epochs, History("head only"))
+
+
+def head_only(setup, epochs, seed, lr=3e-3):
+    """(a) Freeze the whole backbone, train the new classifier."""
+    return trained_head_only(setup, epochs, seed, lr)[1]
 
 
 def full_fine_tuning(setup, epochs, seed, lr=1e-3):
