@@ -148,7 +148,7 @@ def _same_conv_class():
 
 
 def _fix_same_padding(module, example):
-    """Replace each of module's ``Conv2dSame`` by a ``SizedConv2d`` for the size it sees on ``example``; count.
+    """Replace each of module's ``Conv2dSame`` by a ``SizedConv2d`` for the size it sees on ``example``.
 
     A convolution that runs on inputs of several sizes in one forward (a shared module) is left as it is.
     """
@@ -161,15 +161,12 @@ def _fix_same_padding(module, example):
     finally:
         for hook in hooks:
             hook.remove()
-    replaced = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             seen = sizes.get(child, ())
             new = static_same_conv(child, *seen) if len(seen) == 1 else None
             if new is not None:
                 setattr(parent, name, new)
-                replaced += 1
-    return replaced
 
 
 def fold_batchnorm(body, example, rtol=1e-4):

@@ -13,7 +13,7 @@ import time
 import torch
 
 from course.device import default_device
-from tests.benchmarks.recipes import STRATEGIES, make_setup
+from tests.benchmarks.recipes import HEAD_EPOCHS, STRATEGIES, make_setup
 
 
 def main(argv=None, description=__doc__, defaults=None):
@@ -24,7 +24,8 @@ def main(argv=None, description=__doc__, defaults=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--strategies", default="abcdefghi")
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--head-epochs", type=int, default=30, help="epochs of (e) over the cached features")
+    ap.add_argument("--head-epochs", type=int, default=30,
+                    help=f"epochs of strategies {', '.join(HEAD_EPOCHS)} over the cached features")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--per-class", type=int, default=None, help="subset of the photos (tests)")
@@ -40,7 +41,7 @@ def main(argv=None, description=__doc__, defaults=None):
         setup = make_setup(args.data, args.size, args.batch, device, args.per_class, seed, args.arch)
         for key in args.strategies:
             start = time.perf_counter()
-            epochs = args.head_epochs if key in "eghi" else args.epochs
+            epochs = args.head_epochs if key in HEAD_EPOCHS else args.epochs
             history = STRATEGIES[key](setup, epochs, seed)
             runs.setdefault(key, []).append(history)
             last = history.epochs[-1]

@@ -14,8 +14,8 @@ Two ways to freeze k groups are measured:
 
 and, when the whole body is frozen (k = 9), ``folded``: the body replaced by a copy with its BatchNorm layers
 and its TensorFlow "same" padding folded into its convolutions (``course.fold``), which computes the same
-features. The limit the issue set,
-``no_grad forward``, is the same batch through the unchanged model in eval mode under ``torch.no_grad()``.
+features. The limit the issue set, ``no_grad forward``, is the same batch through the unchanged model in eval
+mode under ``torch.no_grad()``.
 
 Every configuration is measured in both memory formats, NCHW (PyTorch's default) and channels-last (NHWC,
 which oneDNN's CPU convolutions prefer); ratios compare configurations in the same format, all in this run.

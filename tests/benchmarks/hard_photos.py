@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from course.device import default_device
-from tests.benchmarks.recipes import ARCHS, _model, features_of, make_setup, trained_head_only
+from tests.benchmarks.recipes import ARCHS, FoldedBody, _model, features_of, make_setup, trained_head_only
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def predicted(model, loader, device):
 def nearest_class_mean(setup):
     """Predicted test labels (N,) of the nearest class mean on the frozen body's features, and the true ones."""
     model, _ = _model(setup, 0)
-    body, _ = ARCHS[setup.arch][2](model)
+    body = FoldedBody(ARCHS[setup.arch][2](model)[0])
     train, train_labels = features_of(body, setup.train_plain_ds, setup.device)
     test, test_labels = features_of(body, setup.test_ds, setup.device)
     means = torch.stack([train[train_labels == c].mean(dim=0) for c in range(setup.classes)])  # (classes, D)

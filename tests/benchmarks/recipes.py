@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from course import seed_everything
-from course.data import load_pets
+from course.data import load_pets, small_subset
 from course.fit import History, fit_one_cycle
 from course.fold import fold_batchnorm
 from course.loaders import eval_transform, make_loader, train_transform
@@ -86,18 +86,19 @@ class Setup:
     size: int = 224
 
 
+def _photos(split, transform, root, per_class, seed):
+    """One split of the photos under ``root``, at most ``per_class`` of each breed (chosen with ``seed``)."""
+    dataset = load_pets(split, transform, root=root)
+    return dataset if per_class is None else small_subset(dataset, per_class, seed)
+
+
 def make_setup(root, size=224, batch=32, device="cpu", per_class=None, seed=0, arch="lite0"):
     """Loaders over the pet photos under ``root`` (a folder holding ``oxford-iiit-pet/``; None: the course's
     configured folder, downloading the data set there if it is missing and the network allows)."""
     mean, std = ARCHS[arch][3:]
-    train_ds = load_pets("trainval", train_transform(size, mean, std), root=root)
-    plain_ds = load_pets("trainval", eval_transform(size, mean, std), root=root)
-    test_ds = load_pets("test", eval_transform(size, mean, std), root=root)
-    if per_class is not None:
-        from course.data import small_subset
-
-        train_ds, plain_ds = small_subset(train_ds, per_class, seed), small_subset(plain_ds, per_class, seed)
-        test_ds = small_subset(test_ds, per_class, seed)
+    train_ds = _photos("trainval", train_transform(size, mean, std), root, per_class, seed)
+    plain_ds = _photos("trainval", eval_transform(size, mean, std), root, per_class, seed)
+    test_ds = _photos("test", eval_transform(size, mean, std), root, per_class, seed)
     classes = len(load_pets("test", root=root).classes)
     return Setup(make_loader(train_ds, batch, True, device, seed=seed), make_loader(test_ds, 64, False, device),
                  train_ds, plain_ds, test_ds, classes, torch.device(device), batch, arch, root, per_class, seed, size)
@@ -107,12 +108,7 @@ def photos_at(setup, size):
     """The setup's test photos, evaluated at ``size`` px (resized to ``size * 8 / 7``, central crop): the same
     field of view as at the training size, in more pixels."""
     mean, std = ARCHS[setup.arch][3:]
-    test_ds = load_pets("test", eval_transform(size, mean, std), root=setup.root)
-    if setup.per_class is not None:
-        from course.data import small_subset
-
-        test_ds = small_subset(test_ds, setup.per_class, setup.seed)
-    return test_ds
+    return _photos("test", eval_transform(size, mean, std), setup.root, setup.per_class, setup.seed)
 
 
 def _model(setup, seed):
@@ -174,21 +170,35 @@ def gradual_unfreezing(setup, epochs, seed, lr=3e-3, factor=2.6):
     return history
 
 
+class FoldedBody:
+    """A frozen body run as folded copies (``course.fold``: BatchNorm and padding in the convolutions),
+    channels-last, one copy per image size, each made (0.3 s for Lite0) and checked on its first batch.
+
+    Calling it on (N, 3, H, W) images gives the body's features; the body itself is put in eval mode.
+    """
+
+    def __init__(self, body):
+        self.body, self.copies = body.eval(), {}
+
+    def __call__(self, x):
+        size = tuple(x.shape[-2:])
+        if size not in self.copies:
+            self.copies[size] = fold_batchnorm(self.body, x[:2]).to(memory_format=torch.channels_last)
+        return self.copies[size](x.contiguous(memory_format=torch.channels_last))
+
+
 @torch.no_grad()
 def features_of(body, dataset, device, batch=64):
-    """Pooled backbone features (N, 1280) on the CPU and labels (N,), body in eval mode, dataset order.
+    """Pooled backbone features (N, 1280) on the CPU and labels (N,), dataset order.
 
-    The body runs as a folded copy (``course.fold``: BatchNorm and padding in the convolutions, checked
-    against the body on the first batch), channels-last; the body itself is left as it was, in eval mode.
+    ``body``: a ``FoldedBody``, or a module to run as one (pass one ``FoldedBody`` to several calls: it folds
+    once per image size).
     """
-    body.eval()
+    run = body if isinstance(body, FoldedBody) else FoldedBody(body)
     loader = make_loader(dataset, batch, False, device)
-    feats, labels, folded = [], [], None
+    feats, labels = [], []
     for x, y in loader:
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
-        if folded is None:
-            folded = fold_batchnorm(body, x[:2]).to(memory_format=torch.channels_last)
-        feats.append(folded(x).float().cpu())
+        feats.append(run(x.to(device)).float().cpu())
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 
@@ -218,6 +228,7 @@ def cached_features(setup, epochs, seed, views=5, lr=3e-3, tta=False, test_size=
     model, groups = _model(setup, seed)
     body, head = ARCHS[setup.arch][2](model)
     start = time.perf_counter()
+    body = FoldedBody(body)
     parts = [features_of(body, setup.train_plain_ds, setup.device)]
     parts += [features_of(body, setup.train_aug_ds, setup.device) for _ in range(views - 1)]
     feats, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
@@ -251,3 +262,4 @@ STRATEGIES = {
     "i": lambda setup, epochs, seed: cached_features(setup, epochs, seed, views=10,
                                                      test_size=round(setup.size * 8 / 7)),
 }
+HEAD_EPOCHS = "eghi"  # the strategies above that train a head on cached features: their epochs are head epochs
