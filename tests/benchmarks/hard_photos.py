@@ -46,19 +46,21 @@ def main(argv=None):
     ap.add_argument("--per-class", type=int, default=None, help="subset of the photos (tests)")
     args = ap.parse_args(argv)
     device = default_device()
-    wrong = {}
+    wrong, first = {}, None
     for seed in args.seeds:  # a setup per seed, as the accuracy benchmark makes: its loader shuffles with the seed
         setup = make_setup(args.data, args.size, args.batch, device, args.per_class, seed)
+        first = first or setup  # every classifier is scored on the same test photos (a subset depends on the seed)
         model, _ = trained_head_only(setup, args.epochs, seed)
-        guess, truth = predicted(model, setup.test, device)
+        guess, truth = predicted(model, first.test, device)
         wrong[f"(a) head only, seed {seed}"] = guess != truth
-    guess, truth = nearest_class_mean(setup)
+    guess, truth = nearest_class_mean(first)
     wrong["nearest class mean"] = guess != truth
     for name, mask in wrong.items():
         print(f"{name:28s} {int(mask.sum()):4d} of {len(mask)} test photos wrong")
     always = torch.stack(list(wrong.values())).all(dim=0).nonzero().flatten().tolist()
-    dataset = setup.test_ds.dataset if isinstance(setup.test_ds, torch.utils.data.Subset) else setup.test_ds
-    index = setup.test_ds.indices if isinstance(setup.test_ds, torch.utils.data.Subset) else range(len(dataset))
+    dataset, index = first.test_ds, range(len(first.test_ds))
+    if isinstance(dataset, torch.utils.data.Subset):
+        dataset, index = dataset.dataset, dataset.indices
     print(f"\nwrong in every one of the {len(wrong)}: {len(always)}")
     for i in always:
         j = index[i]
