@@ -12,7 +12,8 @@ student code runs, because student code can patch Python-level ``hmac`` (and rea
 it) or ``json`` (and rewrite a payload before it is signed).
 Kinds: ``start`` (bootstrap done), ``cell`` (a notebook cell is about to run: sha256 of its source and the
 seal's state), ``test`` (a graded test cell finished: grade_id, sha256 of its source, passed, why),
-``tamper`` (student code reached for something that could defeat the tests).
+``tamper`` (student code reached for something that could defeat the tests), ``notice`` (something honest code does
+too, such as a library loaded through ctypes: information for the instructor, never a reason to zero a test).
 """
 import ast
 import hashlib

@@ -44,6 +44,12 @@ WATCHED_CLASSES = (
 ALIASES = {"torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional", "np": "numpy", "numpy": "numpy",
            "math": "math", "course": "course"}
 KERNEL_OWNED = {"_", "__", "___", "input"}  # builtins ipykernel itself rebinds for every request
+# Library loading that honest code does too (``import torchvision`` loads its extension with ctypes): reported to
+# the instructor as information, never a reason to zero a test. Calling through ctypes is still ``ctypes.*``.
+NOTICE_EVENTS = {"ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle"}
+# Class attributes that Python itself adds as caches: ``copy``/``pickle`` store ``__slotnames__`` on every class
+# they copy (``copy.deepcopy(tensor)``), so their appearance says nothing about student code.
+CACHE_ATTRIBUTES = {"__slotnames__"}
 TAMPER_EVENTS = {"gc.get_referrers", "gc.get_referents", "gc.get_objects", "sys.settrace", "sys.setprofile",
                  "sys._current_frames", "sys.addaudithook", "sys._getframemodulename"}
 
@@ -129,7 +135,8 @@ def install(key, record_fd, seed=0):
             for attr, value in frozen.items():
                 if live.get(attr, live) is not value and attr not in ("__doc__", "__annotations__"):
                     out.append(f"{dotted}.{attr} replaced")
-            out += [f"{dotted}.{attr} added" for attr in live.keys() - frozen.keys() if attr.startswith("__") or not attr.startswith("_")]
+            out += [f"{dotted}.{attr} added" for attr in live.keys() - frozen.keys() - CACHE_ATTRIBUTES
+                    if attr.startswith("__") or not attr.startswith("_")]
         return out
 
     def patched():
@@ -181,6 +188,10 @@ def install(key, record_fd, seed=0):
                     emit("cell", {"sha": digest, "changed": changed_classes()[:10], "patched": patched()[:10]})
             elif not state["armed"]:
                 pass  # ipykernel's own start-up (its debugger calls sys.settrace, zmq uses ctypes)
+            elif event in NOTICE_EVENTS:
+                if event not in state.setdefault("noticed", set()):
+                    state["noticed"].add(event)
+                    emit("notice", {"event": event})
             elif event in TAMPER_EVENTS or event.startswith("ctypes."):
                 emit("tamper", {"event": event})
             elif event == "object.__setattr__" and len(args) >= 2 and args[1] == "__code__":

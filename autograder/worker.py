@@ -51,6 +51,7 @@ class Result:
     scores: {grade_id: [score, max_score]} for every graded cell of the assignment.
     failed: {grade_id: why} for test cells that earned less than their maximum.
     tamper: what the kernel reported student code reaching for (empty for honest code).
+    notices: what the kernel saw that honest code does too (a library loaded through ctypes): information only.
     """
 
     student: str
@@ -63,6 +64,7 @@ class Result:
     seconds: float = 0.0
     late_penalty: float = 0.0
     autograded: str = None
+    notices: list = field(default_factory=list)
 
     def to_json(self):
         return asdict(self)
@@ -80,18 +82,21 @@ def _nbgrader_scores(gradebook_url, assignment, student):
 
 
 def decide(cells, nb_scores, records, status):
-    """Per-cell scores from nbgrader's grades and the signed records: returns (scores, failed, tamper).
+    """Per-cell scores from nbgrader's grades and the signed records: returns (scores, failed, tamper, notices).
 
     cells: {grade_id: (max_score, source sha, is_test)} from autograder.gradebook_io.graded_cells, read once
     by the parent; nb_scores: {grade_id: (auto_score, needs_manual)} or None when nbgrader kept nothing
-    (kernel died, timed out).
+    (kernel died, timed out). failed: {grade_id: why} in words for the student (the feedback shows it);
+    tamper: what zeroes later tests, for the report; notices: what honest code does too (information only).
     """
-    tamper, first_tamper = {}, None  # dict: each note once, in the order first seen
+    tamper, first_tamper, notices = {}, None, {}  # dicts: each note once, in the order first seen
     tests = {}
     for rec in records:
         if rec.kind == "tamper":
             tamper[rec.payload["event"]] = None
             first_tamper = rec.seq if first_tamper is None else first_tamper
+        elif rec.kind == "notice":
+            notices[rec.payload["event"]] = None
         elif rec.kind == "cell" and rec.payload.get("changed"):
             tamper["sealed classes changed: " + "; ".join(rec.payload["changed"][:3])] = None
             first_tamper = rec.seq if first_tamper is None else first_tamper
@@ -107,11 +112,13 @@ def decide(cells, nb_scores, records, status):
             continue
         seq, rec = tests.get(gid, (None, None))
         if rec is None:
-            why = f"did not run ({status})" if status != "graded" else "no signed record that the test ran"
+            why = (f"the test did not run: the notebook {status} before it" if status != "graded"
+                   else "the test did not run (no record from the grading kernel that it ran)")
         elif rec["sha"] != sha:
-            why = "the test that ran is not the gradebook's test"
+            why = "the code that ran is not this test's code from the gradebook"
         elif first_tamper is not None and first_tamper < seq:
-            why = "tampering reported before this test: " + next(iter(tamper))
+            why = ("graded 0 because, before this test ran, the notebook reached for something that can defeat "
+                   f"tests: {next(iter(tamper))}")
         elif not rec["passed"]:
             why = rec["why"] or "failed"
         elif nb is not None and (nb[0] or 0) < max_score:
@@ -121,7 +128,29 @@ def decide(cells, nb_scores, records, status):
         scores[gid] = [0.0 if why else float(max_score), max_score]
         if why:
             failed[gid] = why
-    return scores, failed, list(tamper)
+    return scores, failed, list(tamper), list(notices)
+
+
+def explain_in_notebook(path, failed):
+    """Add the grader's reason, as an error output, to each failed test cell of the autograded notebook at
+    ``path`` that shows no error of its own, so that the feedback tells the student why the test earned nothing
+    (a test zeroed by the policy above, or one that never ran). Returns the grade_ids annotated."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    annotated = []
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if cell.cell_type != "code" or gid not in failed:
+            continue
+        if any(out.get("output_type") == "error" for out in cell.outputs):
+            continue
+        cell.outputs.append(nbformat.v4.new_output(
+            "error", ename="GradedZero", evalue=failed[gid], traceback=[f"The class grader gave this test 0: {failed[gid]}"]))
+        annotated.append(gid)
+    if annotated:
+        nbformat.write(nb, path)
+    return annotated
 
 
 _PRELOAD = ["autograder.nbgrader_preload"]
@@ -161,9 +190,15 @@ def _nbgrader_main(args, cwd, env, out_path):
     os.environ.clear()
     os.environ.update(env)
     sys.argv = ["nbgrader", *args]
+    import resource
+
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
-    NbGraderApp.launch_instance(argv=list(args))
+    try:
+        NbGraderApp.launch_instance(argv=list(args))
+    finally:  # the trusted process's own high-water mark, for the log (what a submission's output cost it)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(f"[grader] nbgrader peak RSS: {peak} MiB", flush=True)
 
 
 def run_nbgrader(args, cwd, env=None, timeout=None):
@@ -239,12 +274,14 @@ def grade_one(job, slot=None):
         reason = (reason + "; " if reason else "") + "the sandboxed kernel wrote no signed records"
     if status != "graded":
         nb_scores = None
-    scores, failed, tamper = decide(job["cells"], nb_scores, records, status)
+    scores, failed, tamper, notices = decide(job["cells"], nb_scores, records, status)
+    if autograded.exists() and failed:
+        explain_in_notebook(autograded, failed)
     timeouts = _timed_out_cells(autograded) if autograded.exists() else []
     if timeouts:
         reason = "; ".join(filter(None, [reason, f"cell time limit ({limits.cell_s} s) reached in: {', '.join(timeouts)}"]))
     result = Result(student, assignment, status, reason, scores, failed, tamper, time.perf_counter() - start,
-                    penalty, str(autograded.parent) if autograded.exists() else None)
+                    penalty, str(autograded.parent) if autograded.exists() else None, notices)
     (ws / "nbgrader.log").write_text(output)
     (ws / "result.json").write_text(json.dumps(result.to_json(), indent=1))
     return result

@@ -24,6 +24,8 @@ class Case:
     replace: {solution cell grade_id: source} put in place of the reference solution.
     edit: {locked cell grade_id: source}: the student edited a cell they should not have.
     delete: grade_ids of cells the student deleted.
+    to_end: grade_ids of cells the student moved to the end of the notebook, in this order.
+    all_tests: apply ``delete`` or ``to_end`` to every test cell of the assignment (``delete=ALL_TESTS``).
     blank: submit the release as it is (no solutions at all).
     expect: {grade cell grade_id: score}; every graded cell not named must earn full marks
         (with blank=True, every cell not named must earn 0).
@@ -35,6 +37,7 @@ class Case:
     replace: dict = field(default_factory=dict)
     edit: dict = field(default_factory=dict)
     delete: tuple = ()
+    to_end: tuple = ()
     blank: bool = False
     expect: dict = field(default_factory=dict)
 
@@ -52,12 +55,25 @@ def wrong(student, why, cell, code, expect):
     return Case(student, why, replace={cell: code}, expect=expect)
 
 
+ALL_TESTS = ("*tests*",)
+"""``Case(delete=ALL_TESTS)`` or ``Case(to_end=ALL_TESTS)``: every autograder test cell of the assignment."""
+
+
 def reference_cases():
-    """The two cases every assignment has: its own solution (full marks) and the blank release (0)."""
+    """The cases every assignment has: its own solution (full marks), the same with every test cell deleted
+    (nbgrader puts them back from the gradebook: full marks) or moved to the end of the notebook (full marks),
+    and the blank release (0)."""
     return [
         Case("solution", "the reference solution earns full marks"),
+        Case("solution_tests_deleted", "an honest solution whose student deleted every test cell", delete=ALL_TESTS),
+        Case("solution_tests_at_end", "an honest solution with every test cell moved to the end", to_end=ALL_TESTS),
         Case("blank", "the release as given earns 0 everywhere", blank=True),
     ]
+
+
+def _is_test(cell):
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
 
 
 def strip_markers(source):
@@ -77,13 +93,16 @@ def build_submission(case, assignment, root=ROOT):
     source = nbformat.read(Path(root) / "source" / assignment / f"{assignment}.ipynb", as_version=4)
     solutions = {_grade_id(c): strip_markers(c.source) for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")}
     known = {_grade_id(c) for c in release.cells}
-    for gid in list(case.replace) + list(case.edit) + list(case.delete):
+    tests = tuple(_grade_id(c) for c in release.cells if _is_test(c))
+    delete = tests if case.delete == ALL_TESTS else case.delete
+    to_end = tests if case.to_end == ALL_TESTS else case.to_end
+    for gid in list(case.replace) + list(case.edit) + list(delete) + list(to_end):
         if gid not in known:
             raise KeyError(f"{case.student}: no cell with grade_id {gid!r} in {assignment}")
-    cells = []
+    cells, moved = [], {}
     for cell in release.cells:
         gid = _grade_id(cell)
-        if gid in case.delete:
+        if gid in delete:
             continue
         if gid in case.replace:
             cell.source = case.replace[gid]
@@ -91,8 +110,11 @@ def build_submission(case, assignment, root=ROOT):
             cell.source = solutions[gid]
         if gid in case.edit:
             cell.source = case.edit[gid]
-        cells.append(cell)
-    release.cells = cells
+        if gid in to_end:
+            moved[gid] = cell
+        else:
+            cells.append(cell)
+    release.cells = cells + [moved[gid] for gid in to_end]
     return release
 
 

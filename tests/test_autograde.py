@@ -4,14 +4,19 @@ For every assignment with a module in tests/submissions/: the solution earns ful
 earns 0, each realistic wrong answer loses its own exercise's points and only those, correct variants earn
 full marks, edited locked cells are graded by the original tests, deleted test cells are put back, and a
 warning on stderr does not zero a test cell (with a control graded without the course's IgnorePattern).
+The class grader (``python -m autograder.grade``: sandboxed kernels, sealed tests) grades the same submissions
+and must give every cell the same score.
 """
 import importlib
+import json
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
 import tests.submissions
-from autograder.course_dir import nbgrader
+from autograder.course_dir import ROOT, nbgrader
 from tests.grading import add_students, autograde, new_course, read_scores, submit
 
 MODULES = {
@@ -57,6 +62,39 @@ def graded(tmp_path_factory, record_timing):
     return grade
 
 
+@pytest.fixture(scope="session")
+def class_graded(tmp_path_factory, record_timing):
+    """class_graded(name) -> (scores, results): every case of one assignment graded by the class grader in one
+    run (two workers), as an instructor runs it; results are the report's results.json by student."""
+    done = {}
+
+    def grade(name):
+        if name in done:
+            return done[name]
+        mod = MODULES[name]
+        course = new_course(tmp_path_factory.mktemp(f"class-{name}") / "course", mod.ASSIGNMENT)
+        for case in mod.CASES:
+            submit(course, mod.ASSIGNMENT, case)
+        seconds, proc = _timed([sys.executable, "-m", "autograder.grade", mod.ASSIGNMENT, "--course", str(course),
+                                "--workers", "2", "--no-feedback", "--no-export"])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        n = len(mod.CASES)
+        record_timing(f"class grader {mod.ASSIGNMENT}: {n} submissions, 2 workers, {seconds / n:.1f} s each", seconds)
+        results = {r["student"]: r for r in json.loads((course / "reports" / mod.ASSIGNMENT / "results.json").read_text())}
+        done[name] = read_scores(course, mod.ASSIGNMENT, [c.student for c in mod.CASES]), results
+        return done[name]
+
+    return grade
+
+
+def _timed(cmd):
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    return time.perf_counter() - start, proc
+
+
 def _check(scores, case, exercises):
     got = scores[case.student]
     assert got is not None, f"{case.student} was not graded"
@@ -74,6 +112,17 @@ def _check(scores, case, exercises):
 def test_fixture_submission_scores(graded, name, case):
     """Each fixture submission gets exactly the per-cell scores an honest grader would give."""
     scores, _ = graded(name)
+    _check(scores, case, MODULES[name].EXERCISES)
+
+
+@pytest.mark.parametrize("name,case", CASES, ids=[f"{n}-{c.student}" for n, c in CASES])
+def test_class_grader_gives_the_same_scores(class_graded, name, case):
+    """The class grader gives each fixture submission the per-cell scores plain nbgrader gives, and nothing it
+    watches for in honest or merely wrong work zeroes a test."""
+    scores, results = class_graded(name)
+    result = results[case.student]
+    assert result["status"] == "graded", f"{case.student}: {result['status']}: {result['reason']}"
+    assert result["tamper"] == [], f"{case.student}: the sealed kernel reported {result['tamper']}"
     _check(scores, case, MODULES[name].EXERCISES)
 
 
