@@ -39,21 +39,16 @@ from autograder.worker import Result, grade_one, run_nbgrader, start_nbgrader_se
 # they are imported where used, after the kernels have been started (autograder.kernels).
 
 log = logging.getLogger("autograder.grade")
-
-
-def find_submissions(course, assignment):
-    """{student: notebook path} for every folder ``submitted/<student>/<assignment>/``."""
-    root = Path(course) / "submitted"
-    out = {}
-    for folder in sorted(root.glob(f"*/{assignment}")) if root.exists() else []:
-        out[folder.parent.name] = folder / f"{assignment}.ipynb"
-    return out
+NOT_GRADED = ("rejected", "error")
+EXIT_SOME_NOT_GRADED = 3  # the command's exit status when any submission was not graded (the report says why)
 
 
 def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, data_dir=None, progress=True,
                      kernels=None):
     """Grade every submission of one assignment; returns (list of Result, seconds, {grade_id: max_score}).
 
+    No submission's data can stop the others: whatever goes wrong with one (its files, its timestamp, its
+    grading, writing its grades) makes that one "rejected" or "error" with the reason, and the class goes on.
     kernels: a KernelPool started with the same limits, seed, unsafe and data_dir (None: one is made here)."""
     if kernels is None:
         kernels = KernelPool(workers, limits, seed, unsafe, data_dir)
@@ -68,6 +63,7 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     course = Path(course).resolve()
     try:
         cells = gradebook_io.graded_cells(course, assignment)
+        known_ids = gradebook_io.cell_ids(course, assignment)
     except Exception as err:  # noqa: BLE001  (MissingEntry, or no gradebook at all)
         raise SystemExit(f"{assignment} is not in the gradebook ({err}): run `nbgrader generate_assignment {assignment}` first") from None
     start = time.perf_counter()
@@ -78,26 +74,29 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     max_scores = {gid: max_score for gid, (max_score, _, _) in cells.items()}
 
     def ungraded(student, status, reason):
-        return Result(student, assignment, status, reason, {gid: [0.0, m] for gid, m in max_scores.items()})
+        return Result(intake.shown_id(student), assignment, status, reason, {gid: [0.0, m] for gid, m in max_scores.items()})
 
-    results, jobs, timestamps = [], [], {}
-    submissions = find_submissions(course, assignment)
+    results, jobs, timestamps, secrets = [], [], {}, {}
+    submissions = intake.find_submissions(course, assignment)
     for student in sorted(set(gradebook_io.known_students(course)) - set(submissions)):
         results.append(ungraded(student, "missing", "no submission"))
-    for student, path in submissions.items():
-        if not intake.valid_student_id(student):
-            results.append(ungraded(student[:64], "rejected", "the folder name is not a valid student id"))
+    for student, sub in submissions.items():
+        if sub.rejected:
+            results.append(ungraded(student, "rejected", sub.rejected))
             continue
         try:
-            nb, notes = intake.sanitise(path, list(cells))
+            nb, notes = intake.sanitise(sub.folder, assignment, known_ids)
+            timestamps[student] = intake.read_timestamp(sub.folder)
+            secrets[student] = intake.read_secret(sub.folder)
+            clean = workspace / "in" / student / f"{assignment}.ipynb"
+            clean.parent.mkdir(parents=True)
+            nbformat.write(nb, clean)
         except intake.Rejected as err:
             results.append(ungraded(student, "rejected", str(err)))
             continue
-        clean = workspace / "in" / student / f"{assignment}.ipynb"
-        clean.parent.mkdir(parents=True)
-        nbformat.write(nb, clean)
-        stamp = path.parent / "timestamp.txt"
-        timestamps[student] = stamp.read_text().strip() if stamp.exists() else None
+        except Exception as err:  # noqa: BLE001  (one submission's data never stops the class)
+            results.append(ungraded(student, "error", f"the grader could not read it: {type(err).__name__}: {err}"[:300]))
+            continue
         jobs.append((dict(student=student, assignment=assignment, course=str(course), gradebook=str(gradebook_copy),
                           notebook=str(clean), limits=asdict(limits), workspace=str(workspace), data_dir=data_dir,
                           seed=seed, unsafe_no_sandbox=unsafe, cells=cells, timestamp=timestamps[student],
@@ -118,32 +117,50 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
             bar.update(1)
     bar.close()
     for result in sorted(results, key=lambda r: r.student):
-        if result.status == "missing":
-            continue
-        gradebook_io.record(course, result, timestamps.get(result.student))
-        dest = course / "autograded" / result.student / assignment
-        if dest.exists():
-            shutil.rmtree(dest)
-        if result.autograded:
-            shutil.copytree(result.autograded, dest)
-            _keep_submission_secret(submissions.get(result.student), dest)
+        if result.status == "missing" or not intake.valid_student_id(result.student):
+            continue  # nothing is created in the gradebook for an id that is not valid
+        try:
+            _store(course, assignment, result, timestamps.get(result.student), secrets.get(result.student))
+        except Exception as err:  # noqa: BLE001
+            result.status, result.reason = "error", f"could not store the grades: {type(err).__name__}: {err}"[:300]
     shutil.rmtree(workspace, ignore_errors=True)
     return sorted(results, key=lambda r: r.student), time.perf_counter() - start, max_scores
 
 
-def _keep_submission_secret(notebook, dest):
-    """Copy the exchange's ``submission_secret.txt`` (written by ``nbgrader submit``) beside the autograded
-    notebook, as ``nbgrader autograde`` does: ``release_feedback`` names each feedback file with it. Only a small
-    regular file is copied; workers never see it."""
-    secret = Path(notebook).parent / "submission_secret.txt" if notebook else None
-    if secret and secret.is_file() and not secret.is_symlink() and secret.stat().st_size <= 1024:
-        shutil.copyfile(secret, dest / secret.name)
+def _store(course, assignment, result, timestamp, secret):
+    """Write one Result into the gradebook and its autograded notebook into ``autograded/``, with the
+    exchange's ``submission_secret.txt`` beside it as ``nbgrader autograde`` does (``release_feedback`` names
+    each feedback file with it; workers never see it)."""
+    from autograder import gradebook_io
+
+    gradebook_io.record(course, result, timestamp)
+    dest = course / "autograded" / result.student / assignment
+    if dest.exists():
+        shutil.rmtree(dest)
+    if result.autograded:
+        shutil.copytree(result.autograded, dest)
+        if secret:
+            (dest / "submission_secret.txt").write_text(secret)
 
 
 def _progress(total, assignment, enabled):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"grading {assignment}", unit="submission", disable=not enabled)
+
+
+def feedback(course, assignment, results):
+    """``nbgrader generate_feedback`` for the assignment; if it fails, once per graded student, so that one
+    notebook nbgrader cannot render costs only that student's feedback (noted in their Result's reason)."""
+    if run_nbgrader(["generate_feedback", assignment, "--force"], course)[0] == 0:
+        return
+    for result in results:
+        if result.autograded is None or result.status in NOT_GRADED:
+            continue
+        rc, output, _ = run_nbgrader(["generate_feedback", assignment, "--force", "--student", result.student], course)
+        if rc != 0:
+            why = output.strip().splitlines()[-1][-200:] if output.strip() else f"exit {rc}"
+            result.reason = "; ".join(filter(None, [result.reason, f"no feedback: nbgrader could not render it ({why})"]))
 
 
 def export(course, to="grades.csv"):
@@ -165,7 +182,10 @@ def _nbgrader(args, course):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m autograder.grade", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder.grade", description=__doc__.split("\n")[0],
+        epilog=f"Exit status: 0 when every submission was graded, {EXIT_SOME_NOT_GRADED} when some were not (rejected "
+               "or failed: the report lists each with its reason; the others are graded and exported), 1 on errors.")
     parser.add_argument("assignments", nargs="*", help="assignment names, e.g. 01_layers")
     parser.add_argument("--all", action="store_true", help="every assignment in source/")
     parser.add_argument("--course", default=".", help="the course folder (holds nbgrader_config.py); default: here")
@@ -204,13 +224,15 @@ def main(argv=None):
     data_dir = os.environ.get("COURSE_DATA")
     # One sandboxed kernel per worker starts importing torch now, while this process imports nbgrader.
     kernels = KernelPool(args.workers, limits, args.seed, args.unsafe_no_sandbox, data_dir)
+    not_graded = []
     try:
         for name in names:
             results, seconds, max_scores = grade_assignment(course, name, args.workers, limits, args.seed,
                                                             args.unsafe_no_sandbox, data_dir, kernels=kernels)
-            print(report.write(course, name, results, max_scores, seconds, args.workers))
             if not args.no_feedback:
-                _nbgrader(["generate_feedback", name, "--force"], course)
+                feedback(course, name, results)
+            print(report.write(course, name, results, max_scores, seconds, args.workers))
+            not_graded += [f"{name}/{r.student}" for r in results if r.status in NOT_GRADED]
     finally:
         kernels.close()
     if not args.no_export:
@@ -218,8 +240,12 @@ def main(argv=None):
 
         try:
             print(f"grades exported to {export(course)}")
-        except ExportRefused as err:
+        except (ExportRefused, RuntimeError) as err:
             sys.exit(f"error: {err}")
+    if not_graded:
+        print(f"{len(not_graded)} submissions were not graded (the report says why): {', '.join(not_graded[:20])}",
+              file=sys.stderr)
+        sys.exit(EXIT_SOME_NOT_GRADED)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ def graded_cells(course, assignment):
     return out
 
 
+def cell_ids(course, assignment):
+    """The grade_ids of every nbgrader cell of the assignment (graded, solution, locked), from the gradebook."""
+    with Gradebook(db_url(course)) as gb:
+        return [cell.name for cell in gb.find_notebook(assignment, assignment).source_cells]
+
+
 def known_students(course):
     with Gradebook(db_url(course)) as gb:
         return sorted(s.id for s in gb.students)

@@ -20,13 +20,29 @@ def failure_rates(results, cells):
     return {gid: tuple(v) for gid, v in rates.items()}
 
 
+def _counts(results):
+    """'38 graded, 2 not graded, 1 missing' (the statuses as the grader groups them)."""
+    groups = {"graded": ("graded", "crashed", "timed out"), "not graded": ("rejected", "error"), "missing": ("missing",)}
+    counts = {label: sum(r.status in statuses for r in results) for label, statuses in groups.items()}
+    return ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "none"
+
+
+def notice_counts(results):
+    """{event: number of submissions} for what the kernel noticed that honest code does too."""
+    counts = {}
+    for r in results:
+        for event in dict.fromkeys(r.notices):
+            counts[event] = counts.get(event, 0) + 1
+    return counts
+
+
 def write(course, assignment, results, cells, seconds, workers):
     out = Path(course) / "reports" / assignment
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([r.to_json() for r in results], indent=1))
     rates = failure_rates(results, cells)
     lines = [f"# Grading report: {assignment}", "",
-             f"{len(results)} submissions in {seconds:.0f} s with {workers} workers.", "",
+             f"{len(results)} submissions in {seconds:.0f} s with {workers} workers: {_counts(results)}.", "",
              "## Tests by failure rate", "", "| test | points | failed | of |", "|---|---|---|---|"]
     for gid, (failed, graded) in sorted(rates.items(), key=lambda kv: -kv[1][0] / max(kv[1][1], 1)):
         lines.append(f"| {gid} | {cells[gid]:g} | {failed} | {graded} |")
@@ -36,6 +52,8 @@ def write(course, assignment, results, cells, seconds, workers):
     flagged = [r for r in results if r.tamper]
     lines += ["", "## Reported by the sealed kernel (look at these by hand)", ""]
     lines += [f"- **{r.student}**: {'; '.join(dict.fromkeys(r.tamper))[:400]}" for r in flagged] or ["Nothing."]
+    lines += ["", "## Information from the sealed kernel (grades unchanged)", ""]
+    lines += [f"- {event}: {count} submissions" for event, count in notice_counts(results).items()] or ["Nothing."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
     _plot(rates, out / "failure_rates.png", assignment)
