@@ -7,7 +7,11 @@ is visible: the score must be what the wrong answer alone deserves. ``{course}``
 a TCP server on the host's loopback).
 """
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
+
+import nbformat
 
 from tests.grading import Case, build_submission
 
@@ -46,6 +50,9 @@ class Attack:
     after: [(grade_id or None for the end, code)] cells the student added after a cell. edit / delete: as
     in tests.grading.Case. raw: bytes written instead of a notebook (None: build one). notebook: False
     means the folder holds no notebook at all. kernelspec / minor / duplicate / split: see build().
+    folder: the folder name under submitted/ when it is not ``name`` (an id the grader must refuse).
+    layout: ``layout(folder, fill)`` makes the submission's files itself (links, FIFOs, odd files), after the
+    notebook (if any) is written; see ``make``. recorded: False when nothing may reach the gradebook.
     """
 
     name: str
@@ -63,6 +70,9 @@ class Attack:
     minor: int = None
     duplicate: str = None
     split: str = None
+    folder: str = None
+    layout: object = None
+    recorded: bool = True
 
 
 def full(**lost):
@@ -182,6 +192,142 @@ ATTACKS = [
     Attack("other_assignment", "the notebook of 02_freezing handed in as 01_layers", ZERO, status="rejected",
            other_assignment="02_freezing"),
 ]
+
+
+# ---- the files around the notebook: the intake reads them in the trusted parent ------------------------------
+def _link(target, name="01_layers.ipynb"):
+    """A layout: ``name`` in the submission folder is a symbolic link to ``target`` ({course} filled in)."""
+    def layout(folder, fill):
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).symlink_to(target.replace("{course}", fill["course"]))
+    return layout
+
+
+def _fifo(name):
+    def layout(folder, fill):
+        (folder / name).unlink(missing_ok=True)
+        os.mkfifo(folder / name)
+    return layout
+
+
+def _text(name, text):
+    def layout(folder, fill):
+        (folder / name).write_text(text)
+    return layout
+
+
+def _folder_named_like_the_notebook(folder, fill):
+    (folder / "01_layers.ipynb").unlink(missing_ok=True)
+    (folder / "01_layers.ipynb").mkdir()
+
+
+def _sparse_notebook(folder, fill):
+    with open(folder / "01_layers.ipynb", "r+b") as f:
+        f.truncate(60 * 2**20)  # 60 MiB that take no disk: refused on its size, never read
+
+
+def _student_folder_link(folder, fill):
+    student = folder.parent
+    shutil.rmtree(student)
+    student.symlink_to("honest_solution")
+
+
+def _assignment_folder_link(folder, fill):
+    shutil.rmtree(folder)
+    folder.symlink_to("../honest_solution/01_layers")
+
+
+def _raw(mutate):
+    """Raw notebook bytes: the honest solution's JSON changed by ``mutate(dict)``."""
+    nb = json.loads(nbformat.writes(build_submission(Case("x", "x"), ASSIGNMENT)))
+    mutate(nb)
+    return json.dumps(nb).encode()
+
+
+def _deep_metadata(folder, fill):
+    """An honest notebook whose metadata holds an object nested 5,000 deep (JSON text: no encoder recursion)."""
+    text = _raw(lambda nb: nb["metadata"].update(deep="@DEEP@")).decode()
+    (folder / "01_layers.ipynb").write_text(text.replace('"@DEEP@"', '{"x": ' * 5000 + "{}" + "}" * 5000))
+
+
+def _set_fields(nb, **changes):
+    nb.update(changes)
+
+
+def _cell_field(index, key, value):
+    def mutate(nb):
+        nb["cells"][index][key] = value
+    return mutate
+
+
+def _grade_id_object(nb):
+    cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id"))
+    cell["metadata"]["nbgrader"]["grade_id"] = {"not": "text"}
+
+
+FILE_ATTACKS = [
+    Attack("link_to_source", "the notebook is a link to the instructor's source notebook (its solutions)", ZERO,
+           status="rejected", layout=_link("{course}/source/01_layers/01_layers.ipynb")),
+    Attack("link_relative", "the notebook is a relative link up to source/", ZERO, status="rejected",
+           layout=_link("../../../source/01_layers/01_layers.ipynb")),
+    Attack("link_student_folder", "submitted/<student> is a link to another student's folder", ZERO,
+           status="rejected", layout=_student_folder_link),
+    Attack("link_assignment_folder", "submitted/<student>/01_layers is a link to another student's", ZERO,
+           status="rejected", layout=_assignment_folder_link),
+    Attack("notebook_is_folder", "a folder named like the notebook", ZERO, status="rejected",
+           layout=_folder_named_like_the_notebook),
+    Attack("notebook_is_fifo", "the notebook is a FIFO (a plain read would block the grader forever)", ZERO,
+           status="rejected", layout=_fifo("01_layers.ipynb")),
+    Attack("notebook_too_big", "a 60 MiB notebook (sparse: refused before it is read)", ZERO, status="rejected",
+           layout=_sparse_notebook),
+    Attack("timestamp_fifo", "an honest notebook beside a timestamp.txt that is a FIFO", ZERO, status="rejected",
+           layout=_fifo("timestamp.txt")),
+    Attack("timestamp_dev_zero", "timestamp.txt is a link to /dev/zero (reads without end)", ZERO,
+           status="rejected", layout=_link("/dev/zero", "timestamp.txt")),
+    Attack("timestamp_not_a_date", "timestamp.txt holds no date", ZERO, status="rejected",
+           layout=_text("timestamp.txt", "the day before the deadline, honest\n")),
+    Attack("timestamp_huge", "a 1 MiB timestamp.txt", ZERO, status="rejected",
+           layout=_text("timestamp.txt", "2026-01-01 00:00:00" + " " * 2**20)),
+    Attack("secret_link", "submission_secret.txt is a link to a file of the instructor's (never copied; full marks)",
+           full(), layout=_link("{course}/nbgrader_config.py", "submission_secret.txt")),
+    Attack("deep_json", "JSON nested 100,000 deep (RecursionError in a plain parser)", ZERO, status="rejected",
+           raw=b"[" * 100_000 + b"]" * 100_000),
+    Attack("deep_metadata", "an honest notebook whose metadata nests 5,000 deep", ZERO, status="rejected",
+           layout=_deep_metadata),
+    Attack("minor_as_string", "nbformat_minor given as a string", ZERO, status="rejected",
+           layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(
+               _raw(lambda nb: _set_fields(nb, nbformat_minor="5")))),
+    Attack("source_as_number", "a cell whose source is a number", ZERO, status="rejected",
+           layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(_raw(_cell_field(0, "source", 7)))),
+    Attack("cell_as_list", "a cell that is a list, not an object", ZERO, status="rejected",
+           layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(
+               _raw(lambda nb: nb["cells"].__setitem__(0, ["code"])))),
+    Attack("grade_id_object", "a grade_id that is an object", ZERO, status="rejected",
+           layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(_raw(_grade_id_object))),
+    Attack("not_utf8", "Latin-1 bytes in the JSON", ZERO, status="rejected", raw=b'{"cells": [], "x": "\xe9"}'),
+    Attack("id_non_ascii", "a student folder named with non-ASCII letters: refused, never in the gradebook", ZERO,
+           status="rejected", folder="\u00e9l\u00e8ve", recorded=False),
+    Attack("id_newline", "a student folder name with a newline in it", ZERO, status="rejected", folder="a\nb",
+           recorded=False),
+    Attack("id_dotfile", "a student folder name starting with a dot", ZERO, status="rejected", folder=".hidden",
+           recorded=False),
+    Attack("duplicated_test_cell", "an honest solution with a test cell copied, metadata and all (full marks)", full(),
+           duplicate="count_params_hidden"),
+    Attack("deleted_honest_tests", "an honest solution whose test cells were all deleted (full marks)", full(),
+           delete=("count_params_visible", "count_params_hidden", "grad_norms_visible", "grad_norms_hidden",
+                   "params_reached_visible", "params_reached_hidden")),
+]
+ATTACKS += FILE_ATTACKS
+
+
+def make(attack, folder, fill):
+    """Write the attack's submission into ``folder`` (``submitted/<student>/01_layers``, created here)."""
+    folder.mkdir(parents=True)
+    data = build(attack, fill)
+    if data is not None:
+        (folder / f"{ASSIGNMENT}.ipynb").write_bytes(data)
+    if attack.layout is not None:
+        attack.layout(folder, fill)
 
 
 def build(attack, fill):

@@ -19,7 +19,8 @@ import pytest
 
 from autograder.course_dir import ROOT
 from autograder.grade import EXIT_SOME_NOT_GRADED
-from tests.adversarial import ATTACKS, EXERCISES, ASSIGNMENT, build
+from autograder.intake import shown_id
+from tests.adversarial import ATTACKS, EXERCISES, ASSIGNMENT, build, make
 from tests.grading import new_course, read_scores
 
 pytestmark = pytest.mark.slow
@@ -74,11 +75,7 @@ def graded(tmp_path_factory, record_timing):
     canary = Path.home() / f".grader-canary-{secrets.token_hex(4)}"
     fill = {"course": str(course), "home_canary": str(canary), "port": listener.port}
     for attack in ATTACKS:
-        folder = course / "submitted" / attack.name / ASSIGNMENT
-        folder.mkdir(parents=True)
-        data = build(attack, fill)
-        if data is not None:
-            (folder / f"{ASSIGNMENT}.ipynb").write_bytes(data)
+        make(attack, course / "submitted" / (attack.folder or attack.name) / ASSIGNMENT, fill)
     before = tree_hash(course)
     start = time.perf_counter()
     proc = grade_cli(course)
@@ -86,8 +83,10 @@ def graded(tmp_path_factory, record_timing):
     # Some attacks are not gradable (rejected): the command says so with its exit status, after grading the rest.
     assert proc.returncode == EXIT_SOME_NOT_GRADED, proc.stdout[-3000:] + proc.stderr[-3000:]
     after = tree_hash(course)
-    results = {r["student"]: r for r in json.loads((course / "reports" / ASSIGNMENT / "results.json").read_text())}
-    scores = read_scores(course, ASSIGNMENT, [a.name for a in ATTACKS])
+    by_id = {r["student"]: r for r in json.loads((course / "reports" / ASSIGNMENT / "results.json").read_text())}
+    results = {a.name: by_id.get(shown_id(a.folder or a.name)) for a in ATTACKS}
+    scores = read_scores(course, ASSIGNMENT, [a.folder or a.name for a in ATTACKS])
+    scores = {a.name: scores[a.folder or a.name] for a in ATTACKS}
     yield course, scores, results, proc.stdout + proc.stderr, before, after, listener, canary
     listener.sock.close()
     canary.unlink(missing_ok=True)
@@ -98,10 +97,15 @@ def test_attack_earns_what_an_honest_grader_gives(graded, attack):
     """Per exercise, the gradebook holds exactly the points the attack's honest answers deserve."""
     _, scores, results, *_ = graded
     result = results[attack.name]
+    assert result is not None, f"{attack.name} is missing from the report"
     accepted = attack.status if isinstance(attack.status, tuple) else (attack.status,)
     assert result["status"] in accepted, f"{attack.name} ({attack.why}): {result['status']}: {result['reason']}"
     got = scores[attack.name]
+    if not attack.recorded:
+        assert got is None, f"{attack.name}: an id the grader refuses reached the gradebook"
+        return
     if attack.status == "rejected":
+        assert result["reason"], f"{attack.name}: rejected without a reason"
         assert got is not None and all(score == 0 for score, _, _ in got.values()), got
         return
     earned = {ex: sum(got[gid][0] for gid in gids) for ex, gids in EXERCISES.items()}
@@ -151,6 +155,22 @@ def test_report_table_plot_and_feedback(graded):
     assert (course / "feedback" / "honest_solution" / ASSIGNMENT / f"{ASSIGNMENT}.html").exists()
 
 
+def test_report_lists_every_submission_not_graded_with_its_reason(graded):
+    """Each rejected attack appears in the report with its reason; the honest ones are graded."""
+    course, _, results, *_ = graded
+    text = (course / "reports" / ASSIGNMENT / "report.md").read_text()
+    for attack in ATTACKS:
+        if attack.status == "rejected":
+            assert f"**{shown_id(attack.folder or attack.name)}**: rejected. {results[attack.name]['reason']}" in text
+    assert results["honest_solution"]["status"] == results["honest_wrong"]["status"] == "graded"
+
+
+def test_no_secret_is_copied_through_a_link(graded):
+    """A submission_secret.txt that links to an instructor's file is not followed: nothing is copied."""
+    course = graded[0]
+    assert not (course / "autograded" / "secret_link" / ASSIGNMENT / "submission_secret.txt").exists()
+
+
 def test_export_writes_grades_and_refuses_forged_extra_credit(graded):
     """grades.csv has every student at most the maximum; extra credit no instructor listed blocks the export."""
     import csv
@@ -162,7 +182,7 @@ def test_export_writes_grades_and_refuses_forged_extra_credit(graded):
 
     course = graded[0]
     rows = list(csv.DictReader((course / "grades.csv").open()))
-    assert {r["student_id"] for r in rows} >= {a.name for a in ATTACKS}
+    assert {r["student_id"] for r in rows} >= {a.folder or a.name for a in ATTACKS if a.recorded}
     assert all(float(r["score"]) <= float(r["max_score"]) for r in rows)
     with Gradebook(db_url(course)) as gb:
         grade = gb.find_grade("count_params_hidden", ASSIGNMENT, ASSIGNMENT, "write_gradebook")
