@@ -32,7 +32,7 @@ from pathlib import Path
 
 from autograder import report
 from autograder.kernels import KernelPool
-from autograder.sandbox import Limits, SandboxUnavailable, check_available
+from autograder.sandbox import Limits, SandboxUnavailable, check_available, limits_in_force
 from autograder.worker import Result, grade_one, run_nbgrader, start_nbgrader_server
 
 # nbgrader, nbformat and what imports them (autograder.gradebook_io, autograder.intake) take seconds to import:
@@ -193,6 +193,9 @@ def main(argv=None):
     parser.add_argument("--cell-timeout", type=int, default=Limits.cell_s, help="seconds per cell")
     parser.add_argument("--notebook-timeout", type=int, default=Limits.notebook_s, help="seconds per notebook")
     parser.add_argument("--memory-gb", type=float, default=Limits.memory / 2**30, help="address space per process")
+    parser.add_argument("--sandbox-memory-gb", type=float, default=None,
+                        help="memory of a sandbox's processes together, where a cgroup can hold them (default: "
+                             "--memory-gb plus 2, so that one process meets its own limit first)")
     parser.add_argument("--seed", type=int, default=0, help="seed every generator in each kernel (default 0)")
     parser.add_argument("--no-feedback", action="store_true", help="skip nbgrader generate_feedback")
     parser.add_argument("--no-export", action="store_true", help="skip the checked CSV export")
@@ -220,7 +223,17 @@ def main(argv=None):
             check_available()
         except SandboxUnavailable as err:
             sys.exit(f"error: {err}")
-    limits = Limits(cell_s=args.cell_timeout, notebook_s=args.notebook_timeout, memory=int(args.memory_gb * 2**30))
+    sandbox_gb = args.sandbox_memory_gb if args.sandbox_memory_gb is not None else args.memory_gb + 2
+    if sandbox_gb <= args.memory_gb:
+        parser.error("--sandbox-memory-gb must exceed --memory-gb: a single process should get a MemoryError "
+                     "before the whole sandbox is stopped")
+    limits = Limits(cell_s=args.cell_timeout, notebook_s=args.notebook_timeout, memory=int(args.memory_gb * 2**30),
+                    sandbox_memory=int(sandbox_gb * 2**30))
+    log.info("limits: %s", limits_in_force(limits))
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if args.workers * limits.sandbox_memory > total:
+        log.warning("WARNING: %d workers times %g GiB a sandbox exceeds this machine's %.0f GiB of memory: pass "
+                    "fewer --workers or a smaller --sandbox-memory-gb", args.workers, sandbox_gb, total / 2**30)
     data_dir = os.environ.get("COURSE_DATA")
     # One sandboxed kernel per worker starts importing torch now, while this process imports nbgrader.
     kernels = KernelPool(args.workers, limits, args.seed, args.unsafe_no_sandbox, data_dir)
@@ -231,7 +244,7 @@ def main(argv=None):
                                                             args.unsafe_no_sandbox, data_dir, kernels=kernels)
             if not args.no_feedback:
                 feedback(course, name, results)
-            print(report.write(course, name, results, max_scores, seconds, args.workers))
+            print(report.write(course, name, results, max_scores, seconds, args.workers, limits))
             not_graded += [f"{name}/{r.student}" for r in results if r.status in NOT_GRADED]
     finally:
         kernels.close()

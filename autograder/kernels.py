@@ -18,10 +18,11 @@ import socket
 import subprocess
 import tempfile
 import threading
+import weakref
 from dataclasses import asdict
 from pathlib import Path
 
-from autograder import sandbox
+from autograder import cgroup, sandbox
 from autograder.sandbox import LaunchConfig, start_warm
 
 
@@ -29,8 +30,12 @@ class Slot:
     """One pre-started kernel and the folders that belong to it.
 
     ws: the grader's private folder for its submission (records, launch config, the scratch course);
-    runtime: the connection file's and sockets' folder, bound into the sandbox; control: the folder of the
-    socket the kernelspec's launcher hands the connection file over, which no sandbox sees.
+    runtime: the connection file's and sockets' folder, bound into the sandbox (a small tmpfs when grading as
+    root: ``sandbox.mount_runtime``); control: the folder of the socket the kernelspec's launcher hands the
+    connection file over, which no sandbox sees. cgroup: the sandbox's control group (None where the machine has
+    none: ``autograder.cgroup``); nbgrader_cgroup: the group the submission's nbgrader process joins. Both are
+    named after the runtime folder, unique on the machine, and removed by ``stop``. memory_kills, after ``stop``:
+    {"sandbox" / "nbgrader": processes the OOM killer ended at that group's limit}.
     """
 
     def __init__(self, folder, limits, seed=0, unsafe=False, data_dir=None, font_cache=None):
@@ -38,10 +43,29 @@ class Slot:
         # Unix socket paths may not exceed 107 bytes: both socket folders are short ones under /tmp.
         self.runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp")).resolve()
         self.control = Path(tempfile.mkdtemp(prefix="w-", dir="/tmp")).resolve()
+        self.runtime_tmpfs = sandbox.mount_runtime(self.runtime)
+        self.cgroup = self.nbgrader_cgroup = None
+        self.memory_kills, groups = {}, {}
+        # Released by stop, or else when this object goes or the grader exits (an exception that skipped stop).
+        self._release = weakref.finalize(self, _release, os.getpid(), groups, self.memory_kills, self.runtime,
+                                         self.control)
+        try:
+            self.cgroup = groups["sandbox"] = cgroup.Group.create(
+                f"{cgroup.PREFIX}{self.runtime.name}", memory=limits.sandbox_memory,
+                tasks=limits.processes + sandbox.BWRAP_TASKS)
+            self.nbgrader_cgroup = groups["nbgrader"] = cgroup.Group.create(
+                f"{cgroup.PREFIX}nb-{self.runtime.name}", memory=sandbox.NBGRADER_MEMORY)
+        except OSError:
+            self._release()
+            raise
         (self.ws / "work").mkdir()
         self.config = LaunchConfig(str(self.ws / "records.log"), asdict(limits), data_dir, seed,
                                    unsafe_no_sandbox=unsafe, runtime_dir=str(self.runtime), font_cache=font_cache,
-                                   warm=str(self.control / "kernel"), workdir=str(self.ws / "work"))
+                                   warm=str(self.control / "kernel"), workdir=str(self.ws / "work"),
+                                   cgroup=[str(f) for f in self.cgroup.folders] if self.cgroup else None,
+                                   cgroup_kind=self.cgroup.kind if self.cgroup else None,
+                                   nbgrader_cgroup=[str(f) for f in self.nbgrader_cgroup.folders]
+                                   if self.nbgrader_cgroup else None)
         self.config_path = self.ws / "launch.json"
         self.config.save(self.config_path)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
@@ -51,7 +75,8 @@ class Slot:
 
     def stop(self, grace_s=10):
         """Wait for the kernel's launcher (it exits with its kernel), then kill what is left: a kernel nbgrader
-        never asked for, or one whose notebook ran out of time. Removes the socket folders."""
+        never asked for, or one whose notebook ran out of time, and anything left in the sandbox's group (also
+        when the launcher itself was killed). Removes the groups, the runtime tmpfs and the socket folders."""
         try:
             self.process.wait(grace_s)
         except subprocess.TimeoutExpired:
@@ -61,8 +86,22 @@ class Slot:
         except ProcessLookupError:
             pass
         self.process.wait()
-        shutil.rmtree(self.runtime, ignore_errors=True)
-        shutil.rmtree(self.control, ignore_errors=True)
+        self._release()  # once: a second stop finds nothing to do
+
+
+def _release(owner, groups, memory_kills, runtime, control):
+    """What a Slot holds besides its kernel: kill what is left in its groups (counting first what the OOM killer
+    ended there) and remove them, unmount and remove the runtime folder, remove the control folder. Only in the
+    process that made the Slot (``owner``): a forked child exiting never takes its parent's slots."""
+    if os.getpid() != owner:
+        return
+    for name, group in groups.items():
+        if group is not None:
+            memory_kills[name] = group.oom_kills()
+            group.destroy()
+    sandbox.unmount_runtime(runtime)
+    shutil.rmtree(runtime, ignore_errors=True)
+    shutil.rmtree(control, ignore_errors=True)
 
 
 class KernelPool:

@@ -7,8 +7,9 @@ about what a plain one does. Docker is what JupyterHub servers and laptops usual
 How it is wired: nbgrader starts kernels from a kernelspec. The grader writes a kernelspec whose argv is
 ``python -m autograder.sandbox {connection_file}`` (this module's ``main``), which runs *outside* the sandbox:
 
-1. sets resource limits that the sandbox inherits (CPU seconds, address space, processes, file size, no
-   core dumps);
+1. moves itself into the sandbox's control group (``autograder.cgroup``: memory and tasks of all its processes
+   together, where the machine allows) and sets resource limits that the sandbox inherits (CPU seconds,
+   address space per process, processes, file size, no core dumps);
 2. makes a signing key and two pipes (key in, records out; see ``autograder.records``);
 3. starts ``bwrap`` around ``python -m autograder.seal -f {connection_file}``, and copies the record pipe to
    a file in the grader's own folder until the kernel exits.
@@ -25,9 +26,13 @@ What the kernel sees (``bwrap_argv``): the system folders and the Python install
 course only ``course/`` and ``autograder/`` read-only (not ``source/``, ``release/``, ``submitted/``,
 ``autograded/``, the gradebook, other students or any home folder); the data set read-only when one is
 configured; a private size-limited tmpfs as its working folder and ``/tmp``; its own connection file and
-kernel sockets (the kernel talks ZeroMQ over Unix sockets, since it has no network: ``--unshare-net``); new
-user, PID, IPC, UTS and cgroup namespaces; no capabilities; dies with the grader.
+kernel sockets (the kernel talks ZeroMQ over Unix sockets, since it has no network: ``--unshare-net``), in a
+runtime folder that is itself a 16 MiB tmpfs when grading as root (``mount_runtime``); new user, PID, IPC, UTS
+and cgroup namespaces; no capabilities; dies with the grader.
+
+What is in force on this machine, in one line for the instructor's report: ``limits_in_force``.
 """
+import ctypes
 import json
 import os
 import resource
@@ -36,17 +41,30 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from autograder import cgroup
 from autograder.course_dir import ROOT
 
 KERNEL_NAME = "course-sandbox"
 CONFIG_ENV = "GRADER_SANDBOX_CONFIG"
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 PRIVATE_UID_BASE = 200_000  # uids no account uses: one per sandboxed kernel when grading as root
+# The runtime folder holds the connection file (about 300 bytes) and five Unix sockets (no data on disk): 16 MiB
+# and 256 files is ample, and all a kernel that writes there can take (the folder is bound read-write).
+RUNTIME_SIZE = 16 * MiB
+RUNTIME_FILES = 256
+# bubblewrap's own tasks in the sandbox's group (its monitor and the PID namespace's init), beside the kernel's.
+BWRAP_TASKS = 4
+# The memory of the forked nbgrader process that runs one submission (autograder.worker): about 100 MiB for
+# 01_layers; what a submission's output can add is bounded by SealedExecute's caps, except a ZeroMQ message
+# split in many parts (each part is bounded, their number is not), which this limit catches.
+NBGRADER_MEMORY = 1 * GiB
 
 
 class SandboxUnavailable(RuntimeError):
@@ -59,17 +77,28 @@ class Limits:
 
     cell_s: wall time per cell (nbgrader's Execute.timeout); notebook_s: wall time for the whole notebook,
     kernel start included; cpu_s: CPU time of the kernel process; memory: address space per process (torch
-    alone maps about 3.5 GB); processes: tasks (threads count) the sandbox's user may have; file: largest
-    file it may write; scratch: size of its private working folder and of its /tmp.
+    alone maps about 3.5 GB); sandbox_memory: memory of all the sandbox's processes together, its tmpfs
+    folders included (a cgroup, where the machine has one: ``autograder.cgroup``); processes: tasks (threads
+    count) the sandbox's user may have (and, with a cgroup, the sandbox as a whole); file: largest file it may
+    write; scratch: size of its private working folder and of its /tmp; output: bytes of a cell's output the
+    grader keeps (twice that for one message, four times for the notebook: ``autograder.sealed_execute``).
+
+    sandbox_memory is the per-process limit plus 2 GiB, so that one runaway process meets its own limit
+    first (a MemoryError the notebook shows) even with both scratch folders full (they are memory too), and
+    only processes that together hold more are ended by the OOM killer. 10 GiB a sandbox: two workers on a
+    24 GiB machine leave 4 GiB for the grader and the system; ``python -m autograder.grade`` warns when
+    workers times sandbox_memory exceeds the machine's memory.
     """
 
     cell_s: int = 180
     notebook_s: int = 900
     cpu_s: int = 1800
-    memory: int = 8 * 1024 * MiB
+    memory: int = 8 * GiB
+    sandbox_memory: int = 10 * GiB
     processes: int = 128
     file: int = 256 * MiB
     scratch: int = 512 * MiB
+    output: int = 4 * MiB
 
 
 def _read_only_roots():
@@ -199,6 +228,70 @@ def check_available():
         )
 
 
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MNT_DETACH = 2, 4, 8, 2
+
+
+def mount_runtime(folder, size=RUNTIME_SIZE):
+    """Mount a tmpfs of ``size`` bytes (and RUNTIME_FILES files) on the runtime folder ``folder``: the kernel can
+    write there (its sockets), so on the host disk it could fill the disk. Returns True, or False where this
+    process may not mount (not root): the folder then stays on the disk, where only RLIMIT_FSIZE bounds each
+    file, and ``limits_in_force`` says so."""
+    if os.geteuid() != 0:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"size={size},nr_inodes={RUNTIME_FILES},mode=0700".encode()
+    return libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options) == 0
+
+
+def unmount_runtime(folder):
+    """Undo ``mount_runtime`` (lazily: a sandbox still holding it keeps its copy until it is gone); returns
+    whether a tmpfs was mounted there."""
+    if folder is None or not os.path.ismount(folder):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.umount2(os.fsencode(folder), _MNT_DETACH) == 0
+
+
+_runtime_tmpfs = None
+
+
+def runtime_tmpfs_available():
+    """Whether ``mount_runtime`` works here (tried once on a scratch folder)."""
+    global _runtime_tmpfs
+    if _runtime_tmpfs is None:
+        probe = Path(tempfile.mkdtemp(prefix="rt-probe-"))
+        try:
+            _runtime_tmpfs = mount_runtime(probe, MiB)
+        finally:
+            unmount_runtime(probe)
+            probe.rmdir()
+    return _runtime_tmpfs
+
+
+def _size(n):
+    return f"{n / GiB:g} GiB" if n >= GiB else f"{n / MiB:g} MiB"
+
+
+def limits_in_force(limits):
+    """One line for the instructor's report: which limits hold a sandbox on this machine (``limits``: Limits)."""
+    found = cgroup.support()
+    per_process = f"{_size(limits.memory)} address space per process"
+    if found.kind:
+        tasks = f" and {limits.processes} tasks" if "pids" in found.bases else ""
+        memory = (f"{found.describe()}: {_size(limits.sandbox_memory)} memory{tasks} per sandbox ({per_process}"
+                  + ("" if tasks else f", {limits.processes} tasks for the sandbox's user")
+                  + f"), {_size(NBGRADER_MEMORY)} for nbgrader's process")
+    else:
+        memory = (f"{found.describe()}: per-process limits only, {per_process} and {limits.processes} tasks for "
+                  "the sandbox's user (several processes together are not bounded)")
+    runtime = (f"runtime folder on a {_size(RUNTIME_SIZE)} tmpfs" if runtime_tmpfs_available() else
+               "runtime folder on the host disk (mounting a tmpfs is not allowed here), files up to "
+               f"{_size(limits.file)} each")
+    output = (f"at most {_size(limits.output)} of output per cell kept ({_size(4 * limits.output)} per notebook, "
+              f"messages over {_size(2 * limits.output)} dropped)")
+    return "; ".join([memory, runtime, output])
+
+
 def write_kernelspec(folder, config_path):
     """Write ``folder/kernels/course-sandbox/kernel.json``; returns the folder to put on JUPYTER_PATH.
 
@@ -232,6 +325,9 @@ class LaunchConfig:
     font_cache: str = None  # matplotlib's fontlist-*.json, copied into the kernel's MPLCONFIGDIR (see main)
     warm: str = None  # a pre-started kernel's socket (start_warm): the launcher hands it the connection file
     workdir: str = None  # the pre-started kernel's working folder (a private tmpfs inside, as always)
+    cgroup: list = None  # the sandbox's control group (autograder.cgroup.Group.folders), made by the Slot
+    cgroup_kind: str = None  # "v1" or "v2"
+    nbgrader_cgroup: list = None  # the group of the nbgrader process that uses this kernel (removed with it)
 
     def save(self, path):
         Path(path).write_text(json.dumps(asdict(self)))
@@ -344,8 +440,13 @@ def _start_kernel(config, workdir, connection_file=None, kernel_args=()):
                           f"{env['MPLCONFIGDIR']}/{Path(config.font_cache).name}"))
         argv = bwrap_argv(workdir, runtime, config.data_dir, limits.scratch, files=files) + setenv_args(env) + kernel
         env = None  # bwrap --clearenv, then --setenv each variable
-    child = subprocess.Popen(argv, pass_fds=(*inherit, *(fd for fd, _ in files)), env=env,
-                             preexec_fn=lambda: _set_limits(limits, private_uid))
+    groups = config.cgroup or []
+
+    def before_exec():
+        cgroup.join(groups)  # first: bwrap and every process it starts are counted in the sandbox's group
+        _set_limits(limits, private_uid)
+
+    child = subprocess.Popen(argv, pass_fds=(*inherit, *(fd for fd, _ in files)), env=env, preexec_fn=before_exec)
     for fd in (*inherit, *(fd for fd, _ in files)):
         os.close(fd)
     return child, rec_r, go_w, private_uid
@@ -375,7 +476,17 @@ def _warm_main(config, listen_fd):
         while os.getppid() == grader:  # the grader was killed (SIGKILL runs no clean-up): nothing may outlive it
             time.sleep(0.5)
         child.kill()
-        os._exit(1)
+        # The grader's Slot.stop will never run: remove what it would have (the groups, the runtime tmpfs and the
+        # socket folders).
+        try:
+            for folders in (config.cgroup, config.nbgrader_cgroup):
+                if folders:
+                    cgroup.Group(config.cgroup_kind, folders).destroy(timeout=5)
+            unmount_runtime(config.runtime_dir)
+            for folder in (config.runtime_dir, Path(config.warm).parent):
+                shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os._exit(1)
 
     threading.Thread(target=die_with_the_grader, daemon=True).start()
     relay = threading.Thread(target=_relay, args=(rec_r, config.record_path, config.record_cap), daemon=True)

@@ -7,8 +7,35 @@ exactly the instructor's. The notebook nbgrader writes keeps the cell's own text
 to run changes, so that the sealed kernel (``autograder.seal``) runs the test against sealed modules and signs
 the outcome. A cell that claims test metadata for a grade_id the gradebook does not hold runs as an ordinary
 cell. Used by the grading worker through ``c.Autograde.autograde_preprocessors``; never by plain nbgrader.
+
+It also bounds what a submission's output costs this trusted process, which nbclient would otherwise hold whole
+(a cell printing 1 GiB: 1.3 GiB resident here before nbgrader's LimitOutput cut it):
+
+- each cell keeps at most ``output_cap`` bytes of outputs (and comm messages, which nbclient stores too), the
+  notebook at most ``notebook_output_cap``; what comes after is dropped as it arrives, and the cell gets one
+  note saying how much (an error output is still kept once, shortened, so that a failure stays visible);
+- no ZeroMQ message part over ``message_cap`` bytes is read at all (ZMQ_MAXMSGSIZE on every socket of the
+  kernel manager and its client), and no more than RECEIVE_QUEUE messages wait unread: libzmq drops the
+  connection to a larger message instead of reading it, then reconnects, so that message and what the kernel
+  sent meanwhile are lost (the cell's note says so). A message of many parts, each under the cap, is still
+  read whole: the process's own memory limit (``autograder.sandbox.NBGRADER_MEMORY``) stops that;
+- a cell whose last message (the kernel's "idle") was lost that way, or dropped by the kernel's own queue in a
+  flood, ends after nbclient's ``iopub_timeout`` with a note, instead of failing the whole notebook as
+  nbgrader's ``raise_on_iopub_timeout`` would. That costs no safety: a test cell earns points only with the
+  sealed kernel's signed record that it passed (``autograder.worker.decide``), never from its outputs alone.
 """
+import time
+
+import zmq
+from jupyter_client.manager import AsyncKernelManager
+from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
+from traitlets import Bool, Integer, default
+from zmq.utils.monitor import parse_monitor_message
+
+MiB = 1024 * 1024
+RECEIVE_QUEUE = 8  # messages libzmq may hold for a socket before its reader takes them
+ERROR_KEPT = 64 * 1024  # an error output kept past the cap: its traceback and value shortened to this many bytes
 
 
 def is_test_cell(cell):
@@ -35,19 +62,199 @@ def gradebook_tests(db_url, notebook, assignment):
     return out
 
 
+def _nbytes(value):
+    """About how many bytes ``value`` (a message's content: dicts, lists, strings, buffers) takes."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _nbytes(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 8
+
+
+def _mib(n):
+    return f"{n / MiB:.1f} MiB" if n >= MiB / 10 else f"{n:,} bytes"
+
+
+class CappedKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, whose sockets and whose clients' sockets (the heartbeat's too) never read a
+    message part over ``max_message`` bytes: the ZeroMQ contexts set ZMQ_MAXMSGSIZE on every socket they make."""
+
+    max_message = Integer(8 * MiB)
+
+    def cap(self, context):
+        """Every socket ``context`` makes from now on reads no message part over ``max_message`` bytes, and
+        queues at most RECEIVE_QUEUE messages not yet read (libzmq's default, 1000, is 8 GiB of 8 MiB messages):
+        past that, libzmq stops reading the socket, so that the kernel's side waits (in its own memory)."""
+        context.setsockopt(zmq.MAXMSGSIZE, self.max_message)
+        context.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
+
+    def client(self, **kwargs):
+        kc = super().client(**kwargs)
+        self.cap(kc.context)  # its channels are made later, by start_channels
+        kc.iopub_channel_class = _watched_channel(kc.iopub_channel_class)
+        kc.shell_channel_class = _watched_channel(kc.shell_channel_class)
+        return kc
+
+
+def _watched_channel(base):
+    """A client channel class (IOPub, shell) that notices when libzmq dropped its connection (a message part over
+    the cap: the kernel is local, nothing else drops it) and connects again. libzmq does not reconnect after such
+    a protocol error by itself: without this, no later cell would get its output."""
+
+    class WatchedChannel(base):
+        def __init__(self, socket, *args, **kwargs):
+            super().__init__(socket, *args, **kwargs)
+            self.dropped = 0
+            self._monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            # The same socket seen synchronously: read between cells without an event loop. The context that
+            # made the monitor closes it (it tracks it); the view owns nothing.
+            self._events = zmq.Socket.shadow(self._monitor.underlying)
+
+        def _next_event(self, timeout_ms=0):
+            if self._monitor.closed or not self._events.poll(timeout_ms):
+                return None
+            return parse_monitor_message(self._events.recv_multipart())
+
+        def drain_drops(self):
+            """How many times the connection was dropped so far; connects again after a drop."""
+            endpoints = set()
+            while (event := self._next_event()) is not None:
+                if event["event"] == zmq.EVENT_DISCONNECTED:
+                    self.dropped += 1
+                    endpoints.add(event["endpoint"].decode())
+            for endpoint in endpoints:
+                self.socket.disconnect(endpoint)
+                self.socket.connect(endpoint)
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline:  # connected again before the next cell is sent
+                    event = self._next_event(100)
+                    if event is not None and event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        break
+                time.sleep(0.05)  # a SUB socket's subscription reaches the kernel just after the handshake
+            return self.dropped
+
+        def close(self):
+            if not self._monitor.closed:
+                try:
+                    self.socket.disable_monitor()
+                except (zmq.ZMQError, AttributeError):
+                    pass
+                self._monitor.close(linger=0)
+            super().close()
+
+    return WatchedChannel
+
+
 class SealedExecute(Execute):
+    output_cap = Integer(4 * MiB, help="bytes of one cell's outputs kept; later ones are dropped").tag(config=True)
+    notebook_output_cap = Integer(help="bytes of all the notebook's outputs kept").tag(config=True)
+    message_cap = Integer(help="largest ZeroMQ message part read from the kernel (ZMQ_MAXMSGSIZE)").tag(config=True)
+    raise_on_iopub_timeout = Bool(False, help="fail the notebook when a cell's output does not end: no (a note)"
+                                  ).tag(config=True)
+
+    @default("notebook_output_cap")
+    def _notebook_output_cap_default(self):
+        return 4 * self.output_cap
+
+    @default("message_cap")
+    def _message_cap_default(self):
+        return 2 * self.output_cap
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", CappedKernelManager)
+        super().__init__(*args, **kwargs)
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if isinstance(km, CappedKernelManager):
+            km.max_message = self.message_cap
+            km.cap(km.context)  # before start_kernel makes its control socket
+        return km
+
     def preprocess(self, nb, resources, *args, **kwargs):
         info = resources["nbgrader"]
         self.gradebook_tests = gradebook_tests(info["db_url"], info["notebook"], info["assignment"])
+        self._notebook_kept = 0
         return super().preprocess(nb, resources, *args, **kwargs)
 
     def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return super().preprocess_cell(cell, resources, index)
+        self._cell = {"kept": 0, "cut": 0, "parts": 0, "error_past_cap": False, "seen": False, "idle": False}
+        dropped = self._dropped_connections()
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if not is_test_cell(cell) or grade_id not in self.gradebook_tests:
-            return super().preprocess_cell(cell, resources, index)
         shown = cell.source
-        cell.source = f"__grader_test__({self.gradebook_tests[grade_id]!r}, {grade_id!r})"
+        if is_test_cell(cell) and grade_id in self.gradebook_tests:
+            cell.source = f"__grader_test__({self.gradebook_tests[grade_id]!r}, {grade_id!r})"
         try:
-            return super().preprocess_cell(cell, resources, index)
+            result = super().preprocess_cell(cell, resources, index)
+        except BaseException:  # a dead kernel drops its connections too: no message is blamed for that
+            self._note_cuts(cell, None)
+            raise
         finally:
             cell.source = shown
+        self._note_cuts(cell, self._dropped_connections() - dropped)
+        return result
+
+    def _dropped_connections(self):
+        """Connections to the kernel dropped so far (each: a message over ``message_cap``), connected again."""
+        kc = getattr(self, "kc", None)
+        channels = [getattr(kc, "_iopub_channel", None), getattr(kc, "_shell_channel", None)]
+        return sum(channel.drain_drops() for channel in channels if hasattr(channel, "drain_drops"))
+
+    def _note_cuts(self, cell, dropped):
+        state = self._cell
+        # A cell nbclient did not run (empty, or tagged to skip) has no messages at all: nothing unfinished there.
+        unfinished = state["seen"] and not state["idle"] and dropped is not None
+        if not (state["cut"] or dropped or unfinished):
+            return
+        what = []
+        if state["cut"]:
+            what.append(f"{_mib(state['cut'])} in {state['parts']} messages past the limit of {_mib(self.output_cap)} "
+                        f"a cell ({_mib(self.notebook_output_cap)} a notebook)")
+        if dropped:
+            what.append(f"{dropped} message(s) over {_mib(self.message_cap)} each, with what the kernel sent "
+                        "while reconnecting")
+        if unfinished:
+            what.append(f"the end of the output, which had not come {self.iopub_timeout} s after the cell finished")
+        text = "The grader did not keep all of this cell's output: it dropped " + "; and ".join(what) + "."
+        # display_data, not a stream: nbgrader's LimitOutput trims streams to their first lines, this stays.
+        cell.outputs.append(new_output("display_data", data={"text/plain": text}))
+
+    def process_message(self, msg, cell, cell_index):
+        msg_type = msg["msg_type"]
+        if hasattr(self, "_cell"):
+            self._cell["seen"] = True
+            if msg_type == "status" and msg["content"].get("execution_state") == "idle":
+                self._cell["idle"] = True
+        if msg_type in ("status", "execute_input", "clear_output") or not hasattr(self, "_cell"):
+            return super().process_message(msg, cell, cell_index)  # nothing of these is kept
+        size = _nbytes(msg["content"]) + sum(_nbytes(b) for b in msg.get("buffers") or ())
+        state = self._cell
+        if state["kept"] + size <= self.output_cap and self._notebook_kept + size <= self.notebook_output_cap:
+            state["kept"] += size
+            self._notebook_kept += size
+            return super().process_message(msg, cell, cell_index)
+        if msg_type == "error" and not state["error_past_cap"]:
+            state["error_past_cap"] = True  # a failure stays visible; ERROR_KEPT bytes at most
+            content = msg["content"]
+            content["evalue"] = str(content.get("evalue", ""))[: ERROR_KEPT // 4]
+            traceback, kept = [], 0
+            for line in content.get("traceback") or []:
+                line = str(line)[: ERROR_KEPT // 4]
+                if kept + len(line) > ERROR_KEPT:
+                    traceback.append("... (the grader cut the rest of this traceback)")
+                    break
+                traceback.append(line)
+                kept += len(line)
+            content["traceback"] = traceback
+            return super().process_message(msg, cell, cell_index)
+        state["cut"] += size
+        state["parts"] += 1
+        return None

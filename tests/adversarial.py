@@ -40,6 +40,43 @@ def count_params(model, trainable_only=False):
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 '''
 
+HOG_CHILDREN = '''
+import os, signal
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            hog = [bytearray(2**28) for _ in range(10)]
+        except MemoryError:
+            os._exit(1)
+        os._exit(0)
+    kids.append(pid)
+ends = [os.waitpid(pid, 0)[1] for pid in kids]
+print("children killed:", sum(os.WIFSIGNALED(e) and os.WTERMSIG(e) == signal.SIGKILL for e in ends), "of", len(kids))
+'''
+FILL_RUNTIME = '''
+import os
+from ipykernel.connect import get_connection_file
+folder, written = os.path.dirname(get_connection_file()), 0
+try:
+    for i in range(40):
+        with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
+            for _ in range(16):
+                f.write(bytes(2**20))
+                written += 2**20
+except OSError as err:
+    print("runtime folder:", err.strerror)
+print("wrote", written // 2**20, "MiB")
+'''
+MANY_PARTS = '''
+import time
+k = get_ipython().kernel
+k.session.send(k.iopub_socket, "stream", {"name": "stdout", "text": "parts"}, parent=k.get_parent("shell"),
+               buffers=[b"z" * 4 * 2**20] * 384)
+time.sleep(3)
+'''
+
 
 @dataclass
 class Attack:
@@ -191,6 +228,25 @@ ATTACKS = [
     Attack("missing_notebook", "a folder without the notebook", ZERO, status="rejected", notebook=False),
     Attack("other_assignment", "the notebook of 02_freezing handed in as 01_layers", ZERO, status="rejected",
            other_assignment="02_freezing"),
+    # Limits of the sandbox as a whole (autograder.cgroup, autograder.sandbox.mount_runtime) and of what its output
+    # may cost the grader (autograder.sealed_execute). Each scores the same where the machine cannot enforce them.
+    Attack("memory_hog_children", "four forked children of 2.5 GiB each, every one under the per-process limit, "
+           "together past the sandbox's memory: the OOM killer ends children, the kernel goes on", full(count_params=0),
+           cells={"count_params_solution": HOG_CHILDREN + WRONG_COUNT}),
+    Attack("fill_runtime_folder", "writes 640 MiB into the runtime folder that holds its connection file and sockets "
+           "(bound read-write; a 16 MiB tmpfs when grading as root)", full(count_params=0),
+           cells={"count_params_solution": FILL_RUNTIME + WRONG_COUNT}),
+    Attack("print_1gib", "prints 1 GiB in 1 MiB messages (not a cheat: full marks; nbgrader keeps 4 MiB of it)", full(),
+           after=[("count_params_solution", "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (2**20 - 1) + "
+                   "'\\n')\n    sys.stdout.flush()\n")]),
+    Attack("print_one_huge_message", "one 64 MiB message, over the 8 MiB a message may have (not a cheat: full "
+           "marks; the message is dropped and the later cells keep their output)", full(),
+           after=[("count_params_solution", "import sys\nsys.stdout.write('y' * 64 * 2**20)\nsys.stdout.flush()\n")]),
+    # libzmq reads a message whole, and no cap bounds the number of its parts: nbgrader's own memory limit ends
+    # it (crashed; every test had run and is scored from the signed records) where there is a cgroup.
+    Attack("many_part_message", "one message of 384 parts of 4 MiB (1.5 GiB) sent to nbgrader after the last test",
+           full(count_params=0), status=("crashed", "graded"), cells={"count_params_solution": WRONG_COUNT},
+           after=[(None, MANY_PARTS)]),
 ]
 
 

@@ -2,12 +2,14 @@
 handed to them, started no more often than needed, and never outliving the grader or the launcher that uses
 them. The whole grading path through them is covered by tests/test_grader.py."""
 import json
+import os
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.processes import alive, wait_until
 from autograder.kernels import KernelPool, Slot
 from autograder.records import read_records
 from autograder.sandbox import Limits, check_available
@@ -26,22 +28,6 @@ def _records(slot):
     return read_records(path.read_text(errors="replace"), key.read_bytes()) if key.exists() and path.exists() else []
 
 
-def _wait(predicate, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _alive(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def _handover(slot, connection_file):
     """Do what the kernelspec's launcher does: send the connection file's path, keep the socket open."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -53,13 +39,16 @@ def _handover(slot, connection_file):
 def test_prestarted_kernel_seals_itself_then_waits(tmp_path):
     """Before any connection file arrives the kernel has signed its start record and runs nothing else."""
     slot = Slot(tmp_path, Limits())
+    groups = [f for g in (slot.cgroup, slot.nbgrader_cgroup) if g is not None for f in g.folders]
     try:
-        assert _wait(lambda: [r.kind for r in _records(slot)] == ["start"]), "no signed start record"
+        assert wait_until(lambda: [r.kind for r in _records(slot)] == ["start"]), "no signed start record"
         time.sleep(1)
         assert slot.process.poll() is None and [r.kind for r in _records(slot)] == ["start"]
+        assert all(f.is_dir() for f in groups) and (slot.runtime_tmpfs == os.path.ismount(slot.runtime))
     finally:
         slot.stop(grace_s=0)
     assert slot.process.poll() is not None and not slot.runtime.exists() and not slot.control.exists()
+    assert not any(f.exists() for f in groups), "the sandbox's control groups outlived it"
 
 
 def test_a_connection_file_outside_the_runtime_folder_is_refused(tmp_path):
@@ -71,7 +60,7 @@ def test_a_connection_file_outside_the_runtime_folder_is_refused(tmp_path):
         conn = _handover(slot, stray)
         reply = conn.makefile("rb").readline().decode()
         assert reply.startswith("error ") and "not in the private runtime folder" in reply
-        assert _wait(lambda: slot.process.poll() is not None, 30), "the refused kernel is still running"
+        assert wait_until(lambda: slot.process.poll() is not None, 30), "the refused kernel is still running"
         conn.close()
     finally:
         slot.stop(grace_s=0)
@@ -86,11 +75,11 @@ def test_the_kernel_dies_with_the_launcher_that_took_it(tmp_path):
                                            "stdin_port": 3, "control_port": 4, "hb_port": 5}))
     try:
         conn = _handover(slot, connection_file)
-        assert _wait(lambda: (slot.runtime / "kernel-1").exists()), "ipykernel never opened its sockets"
+        assert wait_until(lambda: (slot.runtime / "kernel-1").exists()), "ipykernel never opened its sockets"
         time.sleep(1)
         assert slot.process.poll() is None, "the kernel should be serving until its launcher goes"
         conn.close()
-        assert _wait(lambda: slot.process.poll() is not None, 30), "the kernel outlived its launcher"
+        assert wait_until(lambda: slot.process.poll() is not None, 30), "the kernel outlived its launcher"
     finally:
         slot.stop(grace_s=0)
 
@@ -105,13 +94,13 @@ def test_pool_starts_one_per_worker_only_as_many_as_expected_and_stops_the_rest(
         pool.take(), pool.take()
         assert len(pool._slots) == 3, "no kernel started that no submission will use"
         for slot in pool._slots:
-            assert _wait(lambda: [r.kind for r in _records(slot)] == ["start"]), "a kernel did not start"
+            assert wait_until(lambda: [r.kind for r in _records(slot)] == ["start"]), "a kernel did not start"
         first.stop(grace_s=0)
         pids = [s.process.pid for s in pool._slots]
     finally:
         pool.close()
     assert not pool.folder.exists()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert not any(s.runtime.exists() or s.control.exists() for s in pool._slots)
 
 
@@ -126,8 +115,8 @@ def test_a_waiting_kernel_dies_with_a_killed_grader(tmp_path):
               f"slot = Slot({str(tmp_path)!r}, Limits())\nprint(slot.process.pid, flush=True)\ntime.sleep(600)\n")
     grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     warm_pid = int(grader.stdout.readline())
-    assert _wait(lambda: any((tmp_path / d / "records.log").exists() for d in os.listdir(tmp_path)))
-    assert _alive(warm_pid)
+    assert wait_until(lambda: any((tmp_path / d / "records.log").exists() for d in os.listdir(tmp_path)))
+    assert alive(warm_pid)
     os.kill(grader.pid, signal.SIGKILL)
     grader.wait()
-    assert _wait(lambda: not _alive(warm_pid), 15), "the pre-started kernel's launcher outlived the grader"
+    assert wait_until(lambda: not alive(warm_pid), 15), "the pre-started kernel's launcher outlived the grader"
