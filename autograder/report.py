@@ -36,13 +36,15 @@ def notice_counts(results):
     return counts
 
 
-def write(course, assignment, results, cells, seconds, workers):
+def write(course, assignment, results, cells, seconds, workers, limits=None):
+    """Write the report; returns its Markdown. limits (autograder.sandbox.Limits): say which are in force."""
     out = Path(course) / "reports" / assignment
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([r.to_json() for r in results], indent=1))
     rates = failure_rates(results, cells)
     lines = [f"# Grading report: {assignment}", "",
              f"{len(results)} submissions in {seconds:.0f} s with {workers} workers: {_counts(results)}.", "",
+             *([f"Limits: {_limits_in_force(limits)}.", ""] if limits is not None else []),
              "## Tests by failure rate", "", "| test | points | failed | of |", "|---|---|---|---|"]
     for gid, (failed, graded) in sorted(rates.items(), key=lambda kv: -kv[1][0] / max(kv[1][1], 1)):
         lines.append(f"| {gid} | {cells[gid]:g} | {failed} | {graded} |")
@@ -54,10 +56,18 @@ def write(course, assignment, results, cells, seconds, workers):
     lines += [f"- **{r.student}**: {'; '.join(dict.fromkeys(r.tamper))[:400]}" for r in flagged] or ["Nothing."]
     lines += ["", "## Information from the sealed kernel (grades unchanged)", ""]
     lines += [f"- {event}: {count} submissions" for event, count in notice_counts(results).items()] or ["Nothing."]
+    lines += ["", "## Active content removed from submissions", ""]
+    lines += [f"- **{r.student}**: {'; '.join(r.removed)[:400]}" for r in results if r.removed] or ["Nothing."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
     _plot(rates, out / "failure_rates.png", assignment)
     return text
+
+
+def _limits_in_force(limits):
+    from autograder.sandbox import limits_in_force
+
+    return limits_in_force(limits)
 
 
 def preload():

@@ -39,6 +39,7 @@ c.KernelManager.transport = "ipc"
 c.KernelManager.ip = "{runtime}/kernel"
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60
+c.SealedExecute.output_cap = {output}
 '''
 
 
@@ -52,6 +53,8 @@ class Result:
     failed: {grade_id: why} for test cells that earned less than their maximum.
     tamper: what the kernel reported student code reaching for (empty for honest code).
     notices: what the kernel saw that honest code does too (a library loaded through ctypes): information only.
+    removed: active content (script, and what can carry it) removed from the autograded notebook
+        (autograder.active_content); empty for an honest submission.
     """
 
     student: str
@@ -65,6 +68,7 @@ class Result:
     late_penalty: float = 0.0
     autograded: str = None
     notices: list = field(default_factory=list)
+    removed: list = field(default_factory=list)
 
     def to_json(self):
         return asdict(self)
@@ -178,9 +182,14 @@ def start_nbgrader_server():
     forkserver.ensure_running()
 
 
-def _nbgrader_main(args, cwd, env, out_path):
+def _nbgrader_main(args, cwd, env, out_path, cgroup=()):
     """Child of the fork server: ``nbgrader ARGS`` in ``cwd`` with environment ``env``, output to ``out_path``,
-    in a new session so that the parent can kill it and its kernel together."""
+    in a new session so that the parent can kill it and its kernel together, in control group ``cgroup`` (its
+    folders; ``autograder.kernels.Slot.nbgrader_cgroup``) when given."""
+    if cgroup:
+        from autograder.cgroup import join
+
+        join(cgroup)
     os.setsid()
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 1)
@@ -201,14 +210,15 @@ def _nbgrader_main(args, cwd, env, out_path):
         print(f"[grader] nbgrader peak RSS: {peak} MiB", flush=True)
 
 
-def run_nbgrader(args, cwd, env=None, timeout=None):
+def run_nbgrader(args, cwd, env=None, timeout=None, cgroup=()):
     """Run ``nbgrader ARGS`` in ``cwd`` with ``env`` (default: this process's; PATH as ``nbgrader_env`` sets it),
-    forked from the warm fork server, killed with its children after ``timeout`` seconds (None: no limit).
-    Returns (exit code, output, timed_out)."""
+    forked from the warm fork server, killed with its children after ``timeout`` seconds (None: no limit), in the
+    control group made of folders ``cgroup`` (none: the fork server's). Returns (exit code, output, timed_out)."""
     env = nbgrader_env(env)
     out = Path(tempfile.mkstemp(prefix="nbgrader-", suffix=".log")[1])
     try:
-        proc = _nbgrader_context().Process(target=_nbgrader_main, args=(list(args), str(cwd), dict(env), str(out)))
+        proc = _nbgrader_context().Process(target=_nbgrader_main,
+                                           args=(list(args), str(cwd), dict(env), str(out), list(cgroup)))
         proc.start()
         proc.join(timeout)
         timed_out = proc.exitcode is None
@@ -245,7 +255,8 @@ def grade_one(job, slot=None):
             (submitted / "timestamp.txt").write_text(job["timestamp"])
         records_path = Path(slot.config.record_path)
         config = (Path(job["course"]) / "nbgrader_config.py").read_text()
-        config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=slot.runtime)
+        config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=slot.runtime,
+                                       output=limits.output)
         (course / "nbgrader_config.py").write_text(config)
         jupyter = write_kernelspec(ws / "jupyter", slot.config_path)
         # The kernel's connection file and Unix sockets go to the slot's private folder (jupyter_client puts the
@@ -254,7 +265,8 @@ def grade_one(job, slot=None):
                    TMPDIR=str(slot.runtime),
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
         args = ["autograde", assignment, "--student", student, "--force", "--Autograde.create_student=True"]
-        rc, output, timed_out = run_nbgrader(args, course, env, limits.notebook_s)
+        rc, output, timed_out = run_nbgrader(args, course, env, limits.notebook_s,
+                                             slot.nbgrader_cgroup.folders if slot.nbgrader_cgroup else ())
     finally:
         slot.stop()
     url = f"sqlite:///{course / 'gradebook.db'}"
@@ -266,10 +278,15 @@ def grade_one(job, slot=None):
         status, reason = "timed out", f"the notebook ran longer than {limits.notebook_s} s"
     elif "DeadKernelError" in output or "Kernel died" in output:
         status, reason = "crashed", "the kernel died (os._exit, a segfault, or killed for memory) while a cell ran"
+    elif slot.memory_kills.get("nbgrader"):  # a flood of output the caps could not stop (autograder.sealed_execute)
+        status, reason = "crashed", "the notebook's output made the grader's nbgrader process reach its memory limit"
     elif rc != 0 or not autograded.exists():
         status, reason = "crashed", _last_error(output)
     else:
         status, reason = "graded", ""
+    if slot.memory_kills.get("sandbox"):  # autograder.cgroup: the OOM killer, at the sandbox's memory limit
+        reason = "; ".join(filter(None, [reason, f"{slot.memory_kills['sandbox']} process(es) of the notebook killed "
+                                          f"at the sandbox's memory limit ({limits.sandbox_memory / 2**30:g} GiB)"]))
     if not records:
         reason = (reason + "; " if reason else "") + "the sandboxed kernel wrote no signed records"
     if status != "graded":
@@ -280,8 +297,12 @@ def grade_one(job, slot=None):
     timeouts = _timed_out_cells(autograded) if autograded.exists() else []
     if timeouts:
         reason = "; ".join(filter(None, [reason, f"cell time limit ({limits.cell_s} s) reached in: {', '.join(timeouts)}"]))
+    # What the submission displayed must never run in the formgrader or the feedback (autograder.active_content).
+    from autograder.active_content import sanitise_file
+
+    removed = sanitise_file(autograded) if autograded.exists() else []
     result = Result(student, assignment, status, reason, scores, failed, tamper, time.perf_counter() - start,
-                    penalty, str(autograded.parent) if autograded.exists() else None, notices)
+                    penalty, str(autograded.parent) if autograded.exists() else None, notices, removed=removed)
     (ws / "nbgrader.log").write_text(output)
     (ws / "result.json").write_text(json.dumps(result.to_json(), indent=1))
     return result

@@ -165,6 +165,16 @@ def test_report_lists_every_submission_not_graded_with_its_reason(graded):
     assert results["honest_solution"]["status"] == results["honest_wrong"]["status"] == "graded"
 
 
+def test_a_test_zeroed_by_the_policy_says_why_in_the_feedback(graded):
+    """gc_reach's correct grad_norms passes under nbgrader but earns 0 (it reached for gc first): the student's
+    feedback and the autograded notebook say so in words, not only with a silent 0."""
+    course, _, results, *_ = graded
+    why = results["gc_reach"]["failed"]["grad_norms_hidden"]
+    assert "gc.get_objects" in why
+    html = (course / "feedback" / "gc_reach" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "The class grader gave this test 0" in html and "gc.get_objects" in html
+
+
 def test_no_secret_is_copied_through_a_link(graded):
     """A submission_secret.txt that links to an instructor's file is not followed: nothing is copied."""
     course = graded[0]
