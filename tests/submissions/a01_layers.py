@@ -88,6 +88,56 @@ def params_reached(loss, model):
     return [name for name, p in model.named_parameters() if id(p) in found]
 '''
 
+NORMS_LINALG_FLAT = '''
+def grad_norms(model):
+    return {name: torch.linalg.norm(p.grad.reshape(-1)).item()
+            for name, p in model.named_parameters() if p.grad is not None}
+'''
+
+NORMS_SUM_OF_SQUARES = '''
+import math
+
+def grad_norms(model):
+    norms = {}
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        norms[name] = math.sqrt(float((p.grad.double() ** 2).sum()))
+    return norms
+'''
+
+REACHED_BREADTH_FIRST = '''
+from collections import deque
+
+def params_reached(loss, model):
+    if loss.grad_fn is None:
+        return []
+    queue, visited, leaves = deque([loss.grad_fn]), {loss.grad_fn}, set()
+    while queue:
+        node = queue.popleft()
+        if type(node).__name__ == "AccumulateGrad":
+            leaves.add(id(node.variable))
+        for parent, _ in node.next_functions:
+            if parent is not None and parent not in visited:
+                visited.add(parent)
+                queue.append(parent)
+    return [n for n, p in model.named_parameters() if id(p) in leaves]
+'''
+
+REACHED_ONE_AT_A_TIME = '''
+def params_reached(loss, model):
+    names = []
+    if not loss.requires_grad:
+        return names
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (g,) = torch.autograd.grad(loss, p, retain_graph=True, allow_unused=True)
+        if g is not None:
+            names.append(name)
+    return names
+'''
+
 # ---- wrong, as students really write them ---------------------------------------------------------------
 
 COUNT_STATE_DICT = '''
@@ -149,6 +199,26 @@ def params_reached(loss, model):
     return names
 '''
 
+NORMS_PER_MODULE = '''
+def grad_norms(model):
+    out = {}
+    for prefix, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if p.grad is not None:
+                out[f"{prefix}.{name}" if prefix else name] = p.grad.norm().item()
+    return out
+'''
+
+REACHED_NONZERO_GRAD = '''
+def params_reached(loss, model):
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not loss.requires_grad or not named:
+        return []
+    grads = torch.autograd.grad(loss, [p for _, p in named], retain_graph=True, allow_unused=True)
+    # a gradient of zeros means the parameter took no part
+    return [n for (n, _), g in zip(named, grads) if g is not None and bool(g.abs().sum() > 0)]
+'''
+
 NORMS_THAT_WARN = '''
 import warnings
 
@@ -186,6 +256,22 @@ CASES = [
             "count_params_solution": COUNT_WITH_FILTER,
             "grad_norms_solution": NORMS_PURE_PYTHON,
             "params_reached_solution": REACHED_RECURSIVE_WALK,
+        },
+    ),
+    Case(
+        "correct_c",
+        "correct answers written differently: linalg.norm of the flattened gradient, a breadth-first graph walk",
+        replace={
+            "grad_norms_solution": NORMS_LINALG_FLAT,
+            "params_reached_solution": REACHED_BREADTH_FIRST,
+        },
+    ),
+    Case(
+        "correct_d",
+        "correct answers written differently: a float64 sum of squares, autograd.grad one parameter at a time",
+        replace={
+            "grad_norms_solution": NORMS_SUM_OF_SQUARES,
+            "params_reached_solution": REACHED_ONE_AT_A_TIME,
         },
     ),
     Case(
@@ -240,6 +326,18 @@ CASES = [
         "reached_backward_restored",
         "runs backward with retain_graph and restores .grad: crashes when the loss needs no grad",
         replace={"params_reached_solution": REACHED_BACKWARD_RESTORED},
+        expect={"params_reached_hidden": 0},
+    ),
+    Case(
+        "norms_per_module",
+        "builds names from named_modules(): a tied weight appears twice, under both names",
+        replace={"grad_norms_solution": NORMS_PER_MODULE},
+        expect={"grad_norms_hidden": 0},
+    ),
+    Case(
+        "reached_nonzero_grad",
+        "asks autograd but drops all-zero gradients: a dead ReLU unit or a product with 0 is still reached",
+        replace={"params_reached_solution": REACHED_NONZERO_GRAD},
         expect={"params_reached_hidden": 0},
     ),
     Case(

@@ -89,6 +89,21 @@ def changed_params(before, model):
     return out
 '''
 
+CHANGED_NE_ANY = '''
+def changed_params(before, model):
+    return [name for name, p in model.named_parameters() if torch.ne(before[name], p.detach()).any().item()]
+'''
+
+CHANGED_NOT_ALL_EQUAL = '''
+def changed_params(before, model):
+    changed = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not bool((before[name] == p).all()):
+                changed.append(name)
+    return changed
+'''
+
 # ---- wrong, as students really write them ---------------------------------------------------------------
 
 FREEZE_ATTRIBUTE = '''
@@ -180,6 +195,12 @@ def changed_params(before, model):
     return [n for n, p in model.named_parameters() if before[n].sum() != p.sum()]
 '''
 
+CHANGED_TRAINABLE_ONLY = '''
+def changed_params(before, model):
+    # frozen parameters cannot change, so only the trainable ones need checking
+    return [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(before[n], p.detach())]
+'''
+
 
 CASES = [
     *reference_cases(),
@@ -202,6 +223,16 @@ CASES = [
             "layer_groups_solution": GROUPS_FROM_CHILDREN,
             "changed_params_solution": CHANGED_TOLIST,
         },
+    ),
+    Case(
+        "correct_c",
+        "correct answers written differently: torch.ne(...).any() for changed_params",
+        replace={"changed_params_solution": CHANGED_NE_ANY},
+    ),
+    Case(
+        "correct_d",
+        "correct answers written differently: not (before == p).all() under no_grad for changed_params",
+        replace={"changed_params_solution": CHANGED_NOT_ALL_EQUAL},
     ),
     wrong("freeze_attribute", "module.requires_grad = False: a plain attribute, nothing frozen",
            "freeze_solution", FREEZE_ATTRIBUTE, {"freeze_visible": 0, "freeze_hidden": 0}),
@@ -227,4 +258,6 @@ CASES = [
            "changed_params_solution", CHANGED_SNAPSHOT_ORDER, {"changed_params_hidden": 0}),
     wrong("changed_by_sum", "compares sums: changes that cancel out are missed",
            "changed_params_solution", CHANGED_BY_SUM, {"changed_params_hidden": 0}),
+    wrong("changed_trainable_only", "compares trainable parameters only: a frozen parameter that moved anyway is missed",
+           "changed_params_solution", CHANGED_TRAINABLE_ONLY, {"changed_params_hidden": 0}),
 ]

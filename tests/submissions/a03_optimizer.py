@@ -130,6 +130,90 @@ def audit_optimizer(model, optimizer):
     }
 '''
 
+OPTIMIZER_NAMED_DIM = '''
+def make_optimizer(model, lr, weight_decay):
+    params = [p for _, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, "lr": lr},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": lr},
+    ]
+    return torch.optim.AdamW(groups)
+'''
+
+OPTIMIZER_NORM_IDS = '''
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+def make_optimizer(model, lr, weight_decay):
+    no_decay_ids = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    no_decay_ids |= {id(p) for n, p in model.named_parameters() if n.endswith("bias")}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW([
+        {"params": [p for p in trainable if id(p) not in no_decay_ids], "weight_decay": weight_decay},
+        {"params": [p for p in trainable if id(p) in no_decay_ids], "weight_decay": 0.0},
+    ], lr=lr)
+'''
+
+MULTS_RUNNING_PRODUCT = '''
+def even_mults(lo, hi, n):
+    if n <= 1:
+        return [float(hi)]
+    ratio = (hi / lo) ** (1.0 / (n - 1))
+    values = [float(lo)]
+    while len(values) < n - 1:
+        values.append(values[-1] * ratio)
+    values.append(float(hi))
+    return values
+'''
+
+MULTS_NUMPY_LIST = '''
+import numpy as np
+
+def even_mults(lo, hi, n):
+    return [hi] if n == 1 else list(np.geomspace(lo, hi, num=n))
+'''
+
+DISCRIMINATIVE_FROM_TOP = '''
+def discriminative_param_groups(groups, lo, hi):
+    n = len(groups)
+    out = []
+    for i, group in enumerate(groups):
+        lr = hi if n == 1 else hi * (lo / hi) ** ((n - 1 - i) / (n - 1))
+        trainable = list(filter(lambda p: p.requires_grad, group.parameters()))
+        if trainable:
+            out.append(dict(params=trainable, lr=lr))
+    return out
+'''
+
+DISCRIMINATIVE_GEOMSPACE_GUARDED = '''
+import numpy as np
+
+def discriminative_param_groups(groups, lo, hi):
+    lrs = [hi] if len(groups) == 1 else np.geomspace(lo, hi, len(groups)).tolist()
+    pairs = [([p for p in g.parameters() if p.requires_grad], lr) for g, lr in zip(groups, lrs)]
+    return [{"params": params, "lr": lr} for params, lr in pairs if params]
+'''
+
+AUDIT_CHAIN_IDS = '''
+import itertools
+
+def audit_optimizer(model, optimizer):
+    held = set(map(id, itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups)))
+    report = {"frozen_in_optimizer": [], "trainable_missing": []}
+    for name, p in model.named_parameters():
+        if p.requires_grad != (id(p) in held):
+            report["trainable_missing" if p.requires_grad else "frozen_in_optimizer"].append(name)
+    return report
+'''
+
+AUDIT_NAME_LOOKUP = '''
+def audit_optimizer(model, optimizer):
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    held = {name_of[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in name_of}
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad and n in held]
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in held]
+    return {"frozen_in_optimizer": frozen, "trainable_missing": missing}
+'''
+
 # ---- wrong, as students really write them ---------------------------------------------------------------
 
 TRAINABLE_GENERATOR = '''
@@ -238,6 +322,89 @@ def audit_optimizer(model, optimizer):
     }
 '''
 
+OPTIMIZER_PER_MODULE_DUPLICATES = '''
+def make_optimizer(model, lr, weight_decay):
+    decay, no_decay = [], []
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+'''
+
+MULTS_GENERATOR = '''
+def even_mults(lo, hi, n):
+    if n == 1:
+        return [hi]
+    step = (hi / lo) ** (1 / (n - 1))
+    return (lo * step**i for i in range(n))
+'''
+
+MULTS_NDARRAY = '''
+import numpy as np
+
+def even_mults(lo, hi, n):
+    if n == 1:
+        return [hi]
+    return np.geomspace(lo, hi, n)
+'''
+
+MULTS_TENSOR_ITEMS = '''
+import math
+
+def even_mults(lo, hi, n):
+    if n == 1:
+        return [hi]
+    return list(torch.logspace(math.log10(lo), math.log10(hi), n, dtype=torch.float64))
+'''
+
+DISCRIMINATIVE_GEOMSPACE = '''
+import numpy as np
+
+def discriminative_param_groups(groups, lo, hi):
+    lrs = np.geomspace(lo, hi, len(groups)).tolist()
+    out = []
+    for group, lr in zip(groups, lrs):
+        params = [p for p in group.parameters() if p.requires_grad]
+        if params:
+            out.append({"params": params, "lr": lr})
+    return out
+'''
+
+AUDIT_BY_SHAPE = '''
+def audit_optimizer(model, optimizer):
+    # tensors cannot be compared with ==, so match them by shape
+    shapes = [tuple(p.shape) for g in optimizer.param_groups for p in g["params"]]
+    named = list(model.named_parameters())
+    return {
+        "frozen_in_optimizer": [n for n, p in named if not p.requires_grad and tuple(p.shape) in shapes],
+        "trainable_missing": [n for n, p in named if p.requires_grad and tuple(p.shape) not in shapes],
+    }
+'''
+
+AUDIT_BY_VALUE = '''
+def audit_optimizer(model, optimizer):
+    held = [p for g in optimizer.param_groups for p in g["params"]]
+    def held_(p):
+        return any(q.shape == p.shape and torch.equal(q, p) for q in held)
+    named = list(model.named_parameters())
+    return {
+        "frozen_in_optimizer": [n for n, p in named if not p.requires_grad and held_(p)],
+        "trainable_missing": [n for n, p in named if p.requires_grad and not held_(p)],
+    }
+'''
+
+AUDIT_MISSING_ANY_FLAG = '''
+def audit_optimizer(model, optimizer):
+    in_opt = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    named = list(model.named_parameters())
+    return {
+        "frozen_in_optimizer": [n for n, p in named if not p.requires_grad and id(p) in in_opt],
+        "trainable_missing": [n for n, p in named if id(p) not in in_opt],
+    }
+'''
+
 
 CASES = [
     *reference_cases(),
@@ -261,6 +428,26 @@ CASES = [
             "even_mults_solution": MULTS_LOGS,
             "discriminative_param_groups_solution": DISCRIMINATIVE_LOGSPACE,
             "audit_optimizer_solution": AUDIT_TENSOR_SET,
+        },
+    ),
+    Case(
+        "correct_c",
+        "correct answers written differently: dim() in per-group dicts, a running product, rates from the top, chained ids",
+        replace={
+            "make_optimizer_solution": OPTIMIZER_NAMED_DIM,
+            "even_mults_solution": MULTS_RUNNING_PRODUCT,
+            "discriminative_param_groups_solution": DISCRIMINATIVE_FROM_TOP,
+            "audit_optimizer_solution": AUDIT_CHAIN_IDS,
+        },
+    ),
+    Case(
+        "correct_d",
+        "correct answers written differently: norm-layer ids, list(np.geomspace), geomspace guarded for one group, names",
+        replace={
+            "make_optimizer_solution": OPTIMIZER_NORM_IDS,
+            "even_mults_solution": MULTS_NUMPY_LIST,
+            "discriminative_param_groups_solution": DISCRIMINATIVE_GEOMSPACE_GUARDED,
+            "audit_optimizer_solution": AUDIT_NAME_LOOKUP,
         },
     ),
     wrong("trainable_generator", "returns a generator, which an optimizer consumes once",
@@ -292,4 +479,20 @@ CASES = [
            "audit_optimizer_solution", AUDIT_FIRST_GROUP, {"audit_optimizer_hidden": 0}),
     wrong("audit_optimizer_order", "lists frozen parameters in the optimizer's order",
            "audit_optimizer_solution", AUDIT_OPTIMIZER_ORDER, {"audit_optimizer_hidden": 0}),
+    wrong("optimizer_per_module_duplicates", "collects each module's own parameters: a tied weight goes in twice",
+           "make_optimizer_solution", OPTIMIZER_PER_MODULE_DUPLICATES, {"make_optimizer_hidden": 0}),
+    wrong("mults_generator", "returns a generator instead of a list",
+           "even_mults_solution", MULTS_GENERATOR, {"even_mults_visible": 0, "even_mults_hidden": 0}),
+    wrong("mults_ndarray", "returns np.geomspace's array instead of a list",
+           "even_mults_solution", MULTS_NDARRAY, {"even_mults_visible": 0, "even_mults_hidden": 0}),
+    wrong("mults_tensor_items", "list(torch.logspace(...)): a list of 0-d tensors, not floats",
+           "even_mults_solution", MULTS_TENSOR_ITEMS, {"even_mults_hidden": 0}),
+    wrong("discriminative_geomspace", "np.geomspace(lo, hi, n): a single group gets lo instead of hi",
+           "discriminative_param_groups_solution", DISCRIMINATIVE_GEOMSPACE, {"discriminative_param_groups_hidden": 0}),
+    wrong("audit_by_shape", "matches parameters by shape: two layers of one shape are confused",
+           "audit_optimizer_solution", AUDIT_BY_SHAPE, {"audit_optimizer_hidden": 0}),
+    wrong("audit_by_value", "matches parameters by value (torch.equal): two equal layers are confused",
+           "audit_optimizer_solution", AUDIT_BY_VALUE, {"audit_optimizer_hidden": 0}),
+    wrong("audit_missing_any_flag", "trainable_missing lists every parameter not in the optimizer, frozen ones too",
+           "audit_optimizer_solution", AUDIT_MISSING_ANY_FLAG, {"audit_optimizer_hidden": 0}),
 ]

@@ -116,6 +116,60 @@ def keep_bn_eval(model):
     return model
 '''
 
+FREEZE_OWNER_MAP = '''
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+def freeze(model, train_bn=True):
+    owner = {}
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            owner.setdefault(id(p), m)
+    for p in model.parameters():
+        p.requires_grad_(bool(train_bn) and isinstance(owner[id(p)], NORMS))
+    return model
+'''
+
+FREEZE_RECURSIVE = '''
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+def _freeze_tree(module, train_bn):
+    trainable = train_bn and isinstance(module, (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm))
+    for _, p in module.named_parameters(recurse=False):
+        p.requires_grad = trainable
+    for child in module.children():
+        _freeze_tree(child, train_bn)
+
+def freeze(model, train_bn=True):
+    _freeze_tree(model, train_bn)
+    return model
+'''
+
+KEEP_HOOK_ONLY = '''
+def _to_eval(module, inputs):
+    module.training = False
+
+def keep_bn_eval(model):
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.register_forward_pre_hook(_to_eval)
+    return model
+'''
+
+KEEP_METHOD_TYPE = '''
+import types
+
+def _stay_in_eval(self, mode=True):
+    return nn.Module.train(self, False)
+
+def keep_bn_eval(model):
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train = types.MethodType(_stay_in_eval, m)
+            m.train()
+    return model
+'''
+
 # ---- wrong, as students really write them ---------------------------------------------------------------
 
 BN_EVAL_ONLY_2D = '''
@@ -254,6 +308,49 @@ def keep_bn_eval(model):
     return model
 '''
 
+FREEZE_EVALS_NORMS = '''
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+def freeze(model, train_bn=True):
+    for m in model.modules():
+        is_norm = isinstance(m, NORMS)
+        for p in m.parameters(recurse=False):
+            p.requires_grad = bool(train_bn and is_norm)
+        if is_norm and not train_bn:
+            m.eval()            # a frozen norm layer should not update its statistics either
+    return model
+'''
+
+KEEP_WRAPS_TRAIN_LATE = '''
+def keep_bn_eval(model):
+    plain_train = model.train
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def train(mode=True):
+        plain_train(mode)
+        for bn in bns:
+            bn.eval()
+        return model
+
+    model.train = train           # takes effect at the next model.train()
+    return model
+'''
+
+KEEP_WRAPPER_RETURNS_NONE = '''
+def keep_bn_eval(model):
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    plain_train = model.train
+
+    def train(mode=True):
+        plain_train(mode)
+        for bn in bns:
+            bn.eval()
+
+    model.train = train
+    model.train(model.training)
+    return model
+'''
+
 
 CASES = [
     *reference_cases(),
@@ -275,6 +372,22 @@ CASES = [
             "freeze_train_bn_solution": FREEZE_THEN_THAW,
             "to_frozen_bn_solution": FROZEN_BN_STATE_DICT,
             "keep_bn_eval_solution": KEEP_BY_WRAPPING_TRAIN,
+        },
+    ),
+    Case(
+        "correct_c",
+        "correct answers written differently: a parameter-to-owner map, a forward pre-hook alone (no eval() up front)",
+        replace={
+            "freeze_train_bn_solution": FREEZE_OWNER_MAP,
+            "keep_bn_eval_solution": KEEP_HOOK_ONLY,
+        },
+    ),
+    Case(
+        "correct_d",
+        "correct answers written differently: a recursion over children, train bound with types.MethodType",
+        replace={
+            "freeze_train_bn_solution": FREEZE_RECURSIVE,
+            "keep_bn_eval_solution": KEEP_METHOD_TYPE,
         },
     ),
     wrong("bn_eval_only_2d", "only BatchNorm2d: 1d, 3d, Sync and lazy batch norms keep training",
@@ -303,4 +416,10 @@ CASES = [
            "keep_bn_eval_solution", KEEP_TRAIN_WITHOUT_MODE, {"keep_bn_eval_hidden": 0}),
     wrong("keep_patches_the_class", "patches BatchNorm's class: every other model's BatchNorm stops training too",
            "keep_bn_eval_solution", KEEP_PATCHES_THE_CLASS, {"keep_bn_eval_hidden": 0}),
+    wrong("freeze_evals_norms", "with train_bn=False also calls eval() on the norm layers: freezing is not eval()",
+           "freeze_train_bn_solution", FREEZE_EVALS_NORMS, {"freeze_train_bn_hidden": 0}),
+    wrong("keep_wraps_train_late", "wraps model.train but leaves the layers in train mode until the next model.train()",
+           "keep_bn_eval_solution", KEEP_WRAPS_TRAIN_LATE, {"keep_bn_eval_hidden": 0}),
+    wrong("keep_wrapper_returns_none", "wraps model.train without returning the model: model.eval() gives None",
+           "keep_bn_eval_solution", KEEP_WRAPPER_RETURNS_NONE, {"keep_bn_eval_hidden": 0}),
 ]

@@ -85,6 +85,63 @@ def cache_features(body, loader, device):
     return torch.cat([f for f, _ in pairs]), torch.cat([y for _, y in pairs]).long()
 '''
 
+FINE_TUNE_ENUMERATE = '''
+def fine_tune(model, groups, train_loader, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, **fit_kwargs):
+    history = History()
+    last = len(groups) - 1
+    if freeze_epochs > 0:
+        for i, group in enumerate(groups):
+            group.requires_grad_(i == last)
+        fit_one_cycle(model, [(groups[last], base_lr)], train_loader, freeze_epochs, pct_start=0.99,
+                      history=history, **fit_kwargs)
+    for group in groups:
+        group.requires_grad_(True)
+    peak = base_lr / 2
+    layer_lrs = [(g, lr) for g, lr in zip(groups, even_mults(peak / lr_mult, peak, len(groups)))]
+    fit_one_cycle(model, layer_lrs, train_loader, epochs, pct_start=0.3, div=5.0, history=history, **fit_kwargs)
+    return history
+'''
+
+FINE_TUNE_KWARGS_DICTS = '''
+def fine_tune(model, groups, train_loader, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, **fit_kwargs):
+    k = len(groups)
+    history = None
+    if freeze_epochs:
+        freeze_to(groups, k - 1)
+        frozen_phase = dict(fit_kwargs, pct_start=0.99)
+        history = fit_one_cycle(model, [(groups[k - 1], base_lr)], train_loader, freeze_epochs, **frozen_phase)
+    freeze_to(groups, 0)
+    half = 0.5 * base_lr
+    unfrozen_phase = dict(fit_kwargs, pct_start=0.3, div=5.0, history=history)
+    return fit_one_cycle(model, list(zip(groups, even_mults(half / lr_mult, half, k))), train_loader, epochs,
+                         **unfrozen_phase)
+'''
+
+CACHE_DECORATED = '''
+@torch.no_grad()
+def cache_features(body, loader, device):
+    mode = body.training
+    body.eval()
+    chunks, targets = [], []
+    for batch in loader:
+        images, labels = batch
+        chunks.append(body(images.to(device)).to("cpu", torch.float32))
+        targets.append(torch.as_tensor(labels, dtype=torch.long).cpu())
+    body.train(mode)
+    return torch.cat(chunks), torch.cat(targets)
+'''
+
+CACHE_SET_GRAD_ENABLED = '''
+def cache_features(body, loader, device):
+    body.train(False)
+    xs, ys = [], []
+    with torch.set_grad_enabled(False):
+        for images, labels in loader:
+            xs.append(body(images.to(device)).detach().cpu().float())
+            ys.append(labels.long().cpu())
+    return torch.cat(xs).contiguous(), torch.cat(ys)
+'''
+
 # ---- wrong, as students really write them ---------------------------------------------------------------
 
 SCHEDULE_ZERO_EPOCHS = '''
@@ -204,6 +261,48 @@ def cache_features(body, loader, device):
     return feats, labels
 '''
 
+FINE_TUNE_FREEZES_FIRST = '''
+def fine_tune(model, groups, train_loader, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, **fit_kwargs):
+    history = None
+    if freeze_epochs > 0:
+        freeze_to(groups, 1)              # freeze the pretrained body, train the head
+        history = fit_one_cycle(model, [(groups[-1], base_lr)], train_loader, freeze_epochs, pct_start=0.99,
+                                **fit_kwargs)
+    base_lr /= 2
+    freeze_to(groups, 0)
+    lrs = even_mults(base_lr / lr_mult, base_lr, len(groups))
+    return fit_one_cycle(model, list(zip(groups, lrs)), train_loader, epochs, pct_start=0.3, div=5.0,
+                         history=history, **fit_kwargs)
+'''
+
+FINE_TUNE_OWN_FORMULA = '''
+def fine_tune(model, groups, train_loader, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, **fit_kwargs):
+    history = None
+    if freeze_epochs > 0:
+        freeze_to(groups, -1)
+        history = fit_one_cycle(model, [(groups[-1], base_lr)], train_loader, freeze_epochs, pct_start=0.99,
+                                **fit_kwargs)
+    hi = base_lr / 2
+    lo = hi / lr_mult
+    k = len(groups)
+    lrs = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
+    freeze_to(groups, 0)
+    return fit_one_cycle(model, list(zip(groups, lrs)), train_loader, epochs, pct_start=0.3, div=5.0,
+                         history=history, **fit_kwargs)
+'''
+
+CACHE_FREEZES_BODY = '''
+def cache_features(body, loader, device):
+    body.eval()
+    body.requires_grad_(False)        # frozen: no graph behind the features
+    features, labels = [], []
+    for x, y in loader:
+        features.append(body(x.to(device)).float().cpu())
+        labels.append(y.cpu())
+    return torch.cat(features), torch.cat(labels).long()
+'''
+
+
 CASES = reference_cases() + [
     Case(
         "correct_a",
@@ -221,6 +320,22 @@ CASES = reference_cases() + [
             "unfreeze_schedule_solution": SCHEDULE_NUMPY,
             "fine_tune_solution": FINE_TUNE_PHASES,
             "cache_features_solution": CACHE_DETACH,
+        },
+    ),
+    Case(
+        "correct_c",
+        "correct answers written differently: requires_grad_(i == last) and one History up front, @torch.no_grad()",
+        replace={
+            "fine_tune_solution": FINE_TUNE_ENUMERATE,
+            "cache_features_solution": CACHE_DECORATED,
+        },
+    ),
+    Case(
+        "correct_d",
+        "correct answers written differently: freeze_to(groups, k - 1) and merged keyword dicts, set_grad_enabled(False)",
+        replace={
+            "fine_tune_solution": FINE_TUNE_KWARGS_DICTS,
+            "cache_features_solution": CACHE_SET_GRAD_ENABLED,
         },
     ),
     wrong("schedule_zero_epochs", "always returns the first epoch, even for zero epochs",
@@ -248,4 +363,10 @@ CASES = reference_cases() + [
           "cache_features_solution", CACHE_LABELS_FROM_DATASET, {"cache_features_hidden": 0}),
     wrong("cache_inference_mode", "torch.inference_mode(): features a head cannot be trained on",
           "cache_features_solution", CACHE_INFERENCE_MODE, {"cache_features_hidden": 0}),
+    wrong("fine_tune_freezes_first", "freeze_to(groups, 1): freezes the first group only, the middle groups stay trainable",
+          "fine_tune_solution", FINE_TUNE_FREEZES_FIRST, {"fine_tune_hidden": 0}),
+    wrong("fine_tune_own_formula", "its own geometric formula divides by k - 1: a single group crashes",
+          "fine_tune_solution", FINE_TUNE_OWN_FORMULA, {"fine_tune_hidden": 0}),
+    wrong("cache_freezes_body", "freezes the body instead of using torch.no_grad(): requires_grad changed as a side effect",
+          "cache_features_solution", CACHE_FREEZES_BODY, {"cache_features_hidden": 0}),
 ]
