@@ -85,6 +85,76 @@ def _grade_id(cell):
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
+def exercise_of(grade_id, exercises):
+    """The exercise a cell belongs to: the longest exercise name that ``grade_id`` starts with, then ``_``
+    (``freeze_to_solution`` belongs to ``freeze_to``, not ``freeze``); None for a cell of no exercise."""
+    names = [e for e in exercises if grade_id.startswith(e + "_")]
+    return max(names, key=len) if names else None
+
+
+def reach(assignment, exercises, root=ROOT):
+    """{exercise: the exercises whose cells a wrong answer to it can change}: itself, and every exercise whose
+    solution or test cells use a name its solution cell defines (notebook 03: ``discriminative_param_groups``
+    calls ``even_mults``). Read from the source notebook, so that a new dependency is never missed."""
+    source = nbformat.read(Path(root) / "source" / assignment / f"{assignment}.ipynb", as_version=4)
+    cells = {_grade_id(c): c.source for c in source.cells if _grade_id(c)}
+    out = {}
+    for ex in exercises:
+        defined = re.findall(r"^(?:def|class) (\w+)", cells.get(f"{ex}_solution", ""), re.M)
+        out[ex] = {ex} | {exercise_of(gid, exercises) for gid, text in cells.items()
+                          if exercise_of(gid, exercises) and any(re.search(rf"\b{n}\b", text) for n in defined)}
+    return out
+
+
+def pack(cases, assignment, exercises, root=ROOT):
+    """The cases as fewer submissions: wrong answers to different exercises share one submission.
+
+    Grading a submission costs seconds whatever it holds, and a wrong answer changes the scores of its own
+    exercise only (what each case's ``expect`` states), so wrong answers to exercises that cannot reach each
+    other (``reach``) are graded together: the shared submission must earn exactly the union of its members'
+    expectations, which checks every member as its own submission would. Correct variants (they answer every
+    exercise), cases that edit, delete or move cells, and blank ones stay alone. Returns [(case, members)]: a
+    shared case is named ``packed_<n>`` and its members are the cases it stands for; a case alone is its own
+    only member.
+    """
+    reaches = reach(assignment, exercises, root)
+    items, alone = [], []
+    for case in cases:
+        if case.replace and case.expect and not (case.edit or case.delete or case.to_end or case.blank):
+            items.append(case)
+        else:
+            alone.append((case, [case]))
+    touching = []
+    for item in items:
+        touched = set().union(*(reaches.get(exercise_of(gid, exercises), {None})
+                                for gid in [*item.replace, *item.expect]))
+        if None in touched:  # a cell of no exercise: never shared
+            alone.append((item, [item]))
+        else:
+            touching.append((item, touched))
+    # First fit, the items of the most answered exercises first: as few submissions as the busiest exercise needs.
+    load = {ex: sum(ex in touched for _, touched in touching) for ex in exercises}
+    touching.sort(key=lambda pair: -max(load[ex] for ex in pair[1]))
+    packs = []
+    for item, touched in touching:
+        for members, used in packs:
+            if not used & touched:
+                members.append(item)
+                used |= touched
+                break
+        else:
+            packs.append(([item], set(touched)))
+    out = list(alone)
+    for n, (members, _) in enumerate(packs, 1):
+        if len(members) == 1:
+            out.append((members[0], members))
+            continue
+        out.append((Case(f"packed_{n}", " | ".join(f"{m.student}: {m.why}" for m in members),
+                         replace={k: v for m in members for k, v in m.replace.items()},
+                         expect={k: v for m in members for k, v in m.expect.items()}), members))
+    return out
+
+
 def build_submission(case, assignment, root=ROOT):
     """Return the notebook (NotebookNode) that student ``case.student`` hands in."""
     release = nbformat.read(Path(root) / "release" / assignment / f"{assignment}.ipynb", as_version=4)
