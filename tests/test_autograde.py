@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import tests.submissions
-from autograder.course_dir import ROOT, nbgrader
+from autograder.course_dir import ROOT, nbgrader, scratch_course
 from tests.grading import add_students, autograde, exercise_of, new_course, pack, reach, read_scores, submit
 
 MODULES = {
@@ -78,26 +78,29 @@ def graded(tmp_path_factory, record_timing):
 
 @pytest.fixture(scope="session")
 def class_graded(tmp_path_factory, record_timing):
-    """class_graded(name) -> (scores, results): every case of one assignment graded by the class grader in one
-    run (two workers), as an instructor runs it; results are the report's results.json by student."""
+    """class_graded(name) -> (scores, results): every fixture submission of every assignment graded by one
+    class-grader run (``--all``, two workers), as an instructor grades a course; results are each report's
+    results.json by student."""
     done = {}
 
     def grade(name):
-        if name in done:
+        if done:
             return done[name]
-        mod = MODULES[name]
-        cases = [case for case, _ in PACKED[name]]
-        course = new_course(tmp_path_factory.mktemp(f"class-{name}") / "course", mod.ASSIGNMENT)
-        for case in cases:
-            submit(course, mod.ASSIGNMENT, case)
-        seconds, proc = _timed([sys.executable, "-m", "autograder.grade", mod.ASSIGNMENT, "--course", str(course),
+        course = scratch_course(tmp_path_factory.mktemp("class") / "course")
+        for key, mod in MODULES.items():
+            nbgrader(["generate_assignment", mod.ASSIGNMENT, "--force"], cwd=course)
+            for case, _ in PACKED[key]:
+                submit(course, mod.ASSIGNMENT, case)
+        seconds, proc = _timed([sys.executable, "-m", "autograder.grade", "--all", "--course", str(course),
                                 "--workers", "2", "--no-feedback", "--no-export"])
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        n = len(cases)
-        record_timing(f"class grader {mod.ASSIGNMENT}: {n} submissions ({len(mod.CASES)} cases), 2 workers, "
-                      f"{seconds / n:.1f} s each", seconds)
-        results = {r["student"]: r for r in json.loads((course / "reports" / mod.ASSIGNMENT / "results.json").read_text())}
-        done[name] = read_scores(course, mod.ASSIGNMENT, [c.student for c in cases]), results
+        n = sum(len(packs) for packs in PACKED.values())
+        record_timing(f"class grader --all: {n} submissions ({len(CASES)} cases) of {len(MODULES)} assignments, "
+                      f"2 workers, {seconds / n:.1f} s each", seconds)
+        for key, mod in MODULES.items():
+            report = course / "reports" / mod.ASSIGNMENT / "results.json"
+            results = {r["student"]: r for r in json.loads(report.read_text())}
+            done[key] = read_scores(course, mod.ASSIGNMENT, [c.student for c, _ in PACKED[key]]), results
         return done[name]
 
     return grade

@@ -220,7 +220,7 @@ def test_refuses_without_a_sandbox(tmp_path):
 
 
 def test_same_scores_every_time(tmp_path):
-    """Grading the same three submissions three times gives identical per-cell scores (seeded kernels)."""
+    """Grading the same two submissions three times gives identical per-cell scores (seeded kernels)."""
     from tests.adversarial import Attack, full
 
     course = new_course(tmp_path / "course", ASSIGNMENT)
@@ -228,7 +228,7 @@ def test_same_scores_every_time(tmp_path):
     noisy = Attack("coin_toss", "a random answer", full(), cells={"grad_norms_solution": (
         "import torch\ndef grad_norms(model):\n    scale = 1.0 if torch.rand(()).item() < 0.5 else 2.0\n"
         "    return {n: scale * p.grad.norm().item() for n, p in model.named_parameters() if p.grad is not None}\n")})
-    students = [a for a in ATTACKS if a.name in ("honest_solution", "honest_wrong")] + [noisy]
+    students = [a for a in ATTACKS if a.name == "honest_solution"] + [noisy]
     for attack in students:
         folder = course / "submitted" / attack.name / ASSIGNMENT
         folder.mkdir(parents=True)
