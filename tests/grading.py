@@ -98,12 +98,19 @@ def reach(assignment, exercises, root=ROOT):
     calls ``even_mults``). Read from the source notebook, so that a new dependency is never missed."""
     source = nbformat.read(Path(root) / "source" / assignment / f"{assignment}.ipynb", as_version=4)
     cells = {_grade_id(c): c.source for c in source.cells if _grade_id(c)}
+    owners = {gid: exercise_of(gid, exercises) for gid in cells}
     out = {}
     for ex in exercises:
         defined = re.findall(r"^(?:def|class) (\w+)", cells.get(f"{ex}_solution", ""), re.M)
-        out[ex] = {ex} | {exercise_of(gid, exercises) for gid, text in cells.items()
-                          if exercise_of(gid, exercises) and any(re.search(rf"\b{n}\b", text) for n in defined)}
+        out[ex] = {ex} | {owners[gid] for gid, text in cells.items()
+                          if owners[gid] and any(re.search(rf"\b{n}\b", text) for n in defined)}
     return out
+
+
+def touched(case, reaches, exercises):
+    """The exercises whose scores ``case`` can change: the reach of every exercise it replaces or expects a
+    score in; contains None when one of those cells belongs to no exercise."""
+    return set().union(*(reaches.get(exercise_of(gid, exercises), {None}) for gid in [*case.replace, *case.expect]))
 
 
 def pack(cases, assignment, exercises, root=ROOT):
@@ -118,32 +125,26 @@ def pack(cases, assignment, exercises, root=ROOT):
     only member.
     """
     reaches = reach(assignment, exercises, root)
-    items, alone = [], []
+    alone, touching = [], []
     for case in cases:
-        if case.replace and case.expect and not (case.edit or case.delete or case.to_end or case.blank):
-            items.append(case)
-        else:
+        shareable = case.replace and case.expect and not (case.edit or case.delete or case.to_end or case.blank)
+        cells = touched(case, reaches, exercises) if shareable else {None}
+        if None in cells:  # not a plain wrong answer, or a cell of no exercise: never shared
             alone.append((case, [case]))
-    touching = []
-    for item in items:
-        touched = set().union(*(reaches.get(exercise_of(gid, exercises), {None})
-                                for gid in [*item.replace, *item.expect]))
-        if None in touched:  # a cell of no exercise: never shared
-            alone.append((item, [item]))
         else:
-            touching.append((item, touched))
+            touching.append((case, cells))
     # First fit, the items of the most answered exercises first: as few submissions as the busiest exercise needs.
-    load = {ex: sum(ex in touched for _, touched in touching) for ex in exercises}
+    load = {ex: sum(ex in cells for _, cells in touching) for ex in exercises}
     touching.sort(key=lambda pair: -max(load[ex] for ex in pair[1]))
     packs = []
-    for item, touched in touching:
+    for item, cells in touching:
         for members, used in packs:
-            if not used & touched:
+            if not used & cells:
                 members.append(item)
-                used |= touched
+                used |= cells
                 break
         else:
-            packs.append(([item], set(touched)))
+            packs.append(([item], set(cells)))
     out = list(alone)
     for n, (members, _) in enumerate(packs, 1):
         if len(members) == 1:

@@ -21,7 +21,7 @@ import pytest
 
 import tests.submissions
 from autograder.course_dir import ROOT, nbgrader, scratch_course
-from tests.grading import add_students, autograde, exercise_of, new_course, pack, reach, read_scores, submit
+from tests.grading import add_students, autograde, new_course, pack, reach, read_scores, submit, touched
 
 MODULES = {
     m.name: importlib.import_module(f"tests.submissions.{m.name}")
@@ -157,9 +157,8 @@ def test_packing_grades_every_case_once_and_keeps_exercises_apart(name):
     assert sorted(members) == sorted(c.student for c in mod.CASES)
     reaches = reach(mod.ASSIGNMENT, mod.EXERCISES)
     for case, ms in PACKED[name]:
-        touched = [set().union(*(reaches[exercise_of(g, mod.EXERCISES)] for g in [*m.replace, *m.expect]))
-                   for m in ms]
-        assert all(not (a & b) for i, a in enumerate(touched) for b in touched[i + 1:]), case.student
+        sets = [touched(m, reaches, mod.EXERCISES) for m in ms]
+        assert all(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1:]), case.student
     if name == "a03_optimizer":
         assert reaches["even_mults"] == {"even_mults", "discriminative_param_groups"}
 
