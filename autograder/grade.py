@@ -71,7 +71,7 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     gradebook_copy = workspace / "gradebook.db"
     fonts = kernels.options["font_cache"]
     shutil.copy2(course / "gradebook.db", gradebook_copy)
-    max_scores = {gid: max_score for gid, (max_score, _, _) in cells.items()}
+    max_scores = {gid: max_score for gid, (max_score, _) in cells.items()}
 
     def ungraded(student, status, reason):
         return Result(intake.shown_id(student), assignment, status, reason, {gid: [0.0, m] for gid, m in max_scores.items()})
@@ -104,7 +104,14 @@ def grade_assignment(course, assignment, workers, limits, seed=0, unsafe=False, 
     bar = _progress(len(jobs), assignment, progress)
     kernels.expect(len(jobs))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(lambda job: grade_one(job, kernels.take()), job): (job, notes) for job, notes in jobs}
+        def judged(job):
+            judge = kernels.judges.take()
+            try:
+                return grade_one(job, kernels.take(), judge)
+            finally:
+                kernels.judges.give(judge)
+
+        futures = {pool.submit(judged, job): (job, notes) for job, notes in jobs}
         for future in as_completed(futures):
             job, notes = futures[future]
             try:
@@ -200,7 +207,7 @@ def main(argv=None):
     parser.add_argument("--no-feedback", action="store_true", help="skip nbgrader generate_feedback")
     parser.add_argument("--no-export", action="store_true", help="skip the checked CSV export")
     parser.add_argument("--unsafe-no-sandbox", action="store_true",
-                        help="run student code WITHOUT the sandbox (limits and seal only): only for code you trust")
+                        help="run student code WITHOUT the sandbox (limits only): only for code you trust")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     course = Path(args.course).resolve()
@@ -217,7 +224,7 @@ def main(argv=None):
     threading.Thread(target=report.preload, daemon=True).start()  # matplotlib, imported while kernels run
     if args.unsafe_no_sandbox:
         log.warning("WARNING: --unsafe-no-sandbox: student code runs with YOUR rights, network and files. "
-                    "Resource limits and the seal still apply.")
+                    "Resource limits still apply, and tests still run in the judge.")
     else:
         try:
             check_available()

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from autograder.records import source_sha
-
 
 class ExportRefused(Exception):
     """The gradebook holds scores no honest grading could give; str(err) lists them."""
@@ -19,19 +17,18 @@ def db_url(course):
 
 
 def graded_cells(course, assignment):
-    """{grade_id: (max_score, sha256 of the gradebook's source, is_test)} for every graded cell of the
-    assignment. Raises MissingEntry if it is not in the gradebook."""
+    """{grade_id: (max_score, is_test)} for every graded cell of the assignment. Raises MissingEntry if it is
+    not in the gradebook."""
     out = {}
     with Gradebook(db_url(course)) as gb:
         nb = gb.find_notebook(assignment, assignment)
         for cell in nb.grade_cells:
-            source = gb.find_source_cell(cell.name, assignment, assignment)
             try:
                 gb.find_solution_cell(cell.name, assignment, assignment)
                 is_test = False
             except MissingEntry:
                 is_test = cell.cell_type == "code"
-            out[cell.name] = (cell.max_score, source_sha(source.source), is_test)
+            out[cell.name] = (cell.max_score, is_test)
     return out
 
 

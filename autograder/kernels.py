@@ -1,11 +1,11 @@
 """Sandboxed kernels started before the submissions they will grade (``autograder.sandbox.start_warm``).
 
-A grading kernel spends over a second importing torch and sealing before it can run a cell. Started only when
+A grading kernel spends over a second importing torch before it can run a cell. Started only when
 nbgrader asks for it, that second is waited for once per submission; started ahead, it overlaps with work the
 grader does anyway: importing nbgrader when the command starts, then each submission's nbgrader preparations.
 
 A pre-started kernel knows nothing of any submission: until the grader hands it a connection file it has run
-only the trusted bootstrap (``autograder.seal``), in its own sandbox, with its own records and key. Each is used
+only the grader's start-up code (``autograder.kernel_boot``), in its own sandbox. Each is used
 for one submission and then stopped; none is ever reused.
 
 Light imports only: ``autograder.grade`` starts the pool before importing nbgrader.
@@ -29,7 +29,7 @@ from autograder.sandbox import LaunchConfig, start_warm
 class Slot:
     """One pre-started kernel and the folders that belong to it.
 
-    ws: the grader's private folder for its submission (records, launch config, the scratch course);
+    ws: the grader's private folder for its submission (test results, launch config, the scratch course);
     runtime: the connection file's and sockets' folder, bound into the sandbox (a small tmpfs when grading as
     root: ``sandbox.mount_runtime``); control: the folder of the socket the kernelspec's launcher hands the
     connection file over, which no sandbox sees. cgroup: the sandbox's control group (None where the machine has
@@ -59,7 +59,7 @@ class Slot:
             self._release()
             raise
         (self.ws / "work").mkdir()
-        self.config = LaunchConfig(str(self.ws / "records.log"), asdict(limits), data_dir, seed,
+        self.config = LaunchConfig(asdict(limits), data_dir, seed,
                                    unsafe_no_sandbox=unsafe, runtime_dir=str(self.runtime), font_cache=font_cache,
                                    warm=str(self.control / "kernel"), workdir=str(self.ws / "work"),
                                    cgroup=[str(f) for f in self.cgroup.folders] if self.cgroup else None,
@@ -105,13 +105,17 @@ def _release(owner, groups, memory_kills, runtime, control):
 
 
 class KernelPool:
-    """Up to ``size`` kernels pre-started at any time (one per worker), each handed out once by ``take``.
+    """Up to ``size`` kernels pre-started at any time (one per worker), each handed out once by ``take``, and
+    ``size`` judges (``judges``: an ``autograder.judges.JudgePool``), each serving one worker's submissions in turn.
 
     ``expect(n)`` says how many more kernels will be taken; the pool never starts more than that, so no kernel
     is started for nothing once the submissions are known. Until then it starts ``size``.
     """
 
     def __init__(self, size, limits, seed=0, unsafe=False, data_dir=None):
+        from autograder.judges import JudgePool
+
+        self.judges = JudgePool(size, unsafe)  # one judge per worker (autograder.judges), started now as well
         self.folder = Path(tempfile.mkdtemp(prefix="grade-kernels-")).resolve()
         font_cache = sandbox.font_cache(self.folder / "matplotlib")  # each kernel gets a copy (0.2 s, once)
         self.size, self.options = max(1, size), dict(limits=limits, seed=seed, unsafe=unsafe, data_dir=data_dir,
@@ -152,4 +156,5 @@ class KernelPool:
         """Stop every kernel still waiting (and any left running) and remove the pool's folder."""
         for slot in self._slots:
             slot.stop(grace_s=0)  # no wait: kills the process group of any still running
+        self.judges.close()
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -13,7 +13,8 @@ import nbgrader.converters.autograde  # noqa: F401,E402
 import sqlalchemy.dialects.sqlite  # noqa: F401,E402
 from nbformat.validator import get_validator  # noqa: E402
 
-import autograder.sealed_execute  # noqa: F401,E402
+import autograder.judged_execute  # noqa: F401,E402
+import autograder.wire  # noqa: F401,E402
 
 for relaxed in (False, True):  # the two validators nbgrader asks for: strict, and relaxed for its own metadata
     get_validator(4, 5, relax_add_props=relaxed)

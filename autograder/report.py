@@ -27,15 +27,6 @@ def _counts(results):
     return ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "none"
 
 
-def notice_counts(results):
-    """{event: number of submissions} for what the kernel noticed that honest code does too."""
-    counts = {}
-    for r in results:
-        for event in dict.fromkeys(r.notices):
-            counts[event] = counts.get(event, 0) + 1
-    return counts
-
-
 def write(course, assignment, results, cells, seconds, workers, limits=None):
     """Write the report; returns its Markdown. limits (autograder.sandbox.Limits): say which are in force."""
     out = Path(course) / "reports" / assignment
@@ -51,11 +42,9 @@ def write(course, assignment, results, cells, seconds, workers, limits=None):
     trouble = [r for r in results if r.status != "graded" or r.reason]
     lines += ["", "## Submissions that did not grade cleanly", ""]
     lines += [f"- **{r.student}**: {r.status}. {r.reason}" for r in trouble] or ["None."]
-    flagged = [r for r in results if r.tamper]
-    lines += ["", "## Reported by the sealed kernel (look at these by hand)", ""]
-    lines += [f"- **{r.student}**: {'; '.join(dict.fromkeys(r.tamper))[:400]}" for r in flagged] or ["Nothing."]
-    lines += ["", "## Information from the sealed kernel (grades unchanged)", ""]
-    lines += [f"- {event}: {count} submissions" for event, count in notice_counts(results).items()] or ["Nothing."]
+    flagged = [r for r in results if r.flags]
+    lines += ["", "## Flagged by the judge (look at these by hand)", ""]
+    lines += [f"- **{r.student}**: {'; '.join(dict.fromkeys(r.flags))[:400]}" for r in flagged] or ["Nothing."]
     lines += ["", "## Active content removed from submissions", ""]
     lines += [f"- **{r.student}**: {'; '.join(r.removed)[:400]}" for r in results if r.removed] or ["Nothing."]
     text = "\n".join(lines) + "\n"

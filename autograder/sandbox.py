@@ -10,13 +10,14 @@ How it is wired: nbgrader starts kernels from a kernelspec. The grader writes a 
 1. moves itself into the sandbox's control group (``autograder.cgroup``: memory and tasks of all its processes
    together, where the machine allows) and sets resource limits that the sandbox inherits (CPU seconds,
    address space per process, processes, file size, no core dumps);
-2. makes a signing key and two pipes (key in, records out; see ``autograder.records``);
-3. starts ``bwrap`` around ``python -m autograder.seal -f {connection_file}``, and copies the record pipe to
-   a file in the grader's own folder until the kernel exits.
+2. starts ``bwrap`` around ``python -m autograder.kernel_boot -f {connection_file}`` (which also listens for
+   the judge, ``autograder.judge``, in the runtime folder).
 
-Pre-started kernels (``start_warm``): a kernel spends over a second importing torch and sealing before it can
+The judge, which runs the test cells, is sandboxed with the same ``bwrap_argv`` (``autograder.judges``).
+
+Pre-started kernels (``start_warm``): a kernel spends over a second importing torch before it can
 run a cell, and nbgrader only starts it after its own preparations. So the worker starts the sandboxed kernel
-*before* running nbgrader, with the same limits, namespaces and seal: it imports and seals, then waits for a
+*before* running nbgrader, with the same limits and namespaces: it imports torch, then waits for a
 connection file on a pipe, running no student code until then. The kernelspec's launcher, when nbgrader runs
 it, finds ``LaunchConfig.warm`` set and, instead of starting a kernel, hands the connection file to the
 waiting one over a Unix socket that only the grader can reach (``attach``), then exits when it exits, with
@@ -315,11 +316,9 @@ def write_kernelspec(folder, config_path):
 class LaunchConfig:
     """What the launcher reads from CONFIG_ENV (written by the worker for one submission)."""
 
-    record_path: str
     limits: dict
     data_dir: str = None
     seed: int = 0
-    record_cap: int = 4 * MiB
     unsafe_no_sandbox: bool = False
     runtime_dir: str = None
     font_cache: str = None  # matplotlib's fontlist-*.json, copied into the kernel's MPLCONFIGDIR (see main)
@@ -367,21 +366,6 @@ def _set_limits(limits, private_uid):
     os.nice(5)  # a submission that spins cannot starve the grader's own processes
 
 
-def _relay(read_fd, path, cap):
-    """Copy the record pipe to ``path`` until every writer has closed it; stop storing after ``cap`` bytes."""
-    written = 0
-    with open(path, "ab") as out:
-        while True:
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            if written < cap:
-                out.write(chunk[: cap - written])
-                out.flush()
-                written += len(chunk)
-    os.close(read_fd)
-
-
 def _connection_file(path, config):
     """The connection file nbgrader wrote, checked: in the private runtime folder, ipc sockets only.
     Raises ValueError with what is wrong."""
@@ -397,22 +381,21 @@ def _connection_file(path, config):
     return path
 
 
-def _start_kernel(config, workdir, connection_file=None, kernel_args=()):
-    """Start the sealed kernel in the sandbox (or, opted out, without it); returns (child, record pipe's read
-    end, go pipe's write end or None, private uid or None).
+def private_uid_of(launcher_pid):
+    """The private uid a sandboxed kernel runs as when grading as root: one per launcher process."""
+    return PRIVATE_UID_BASE + launcher_pid % 100_000
 
-    With ``connection_file`` None the kernel seals itself and then waits for the connection file's path on its
-    go pipe (a pre-started kernel); closing the pipe without writing makes it exit.
+
+def _start_kernel(config, workdir, connection_file=None, kernel_args=()):
+    """Start the grading kernel (``autograder.kernel_boot``) in the sandbox (or, opted out, without it); returns
+    (child, go pipe's write end or None, private uid or None).
+
+    With ``connection_file`` None the kernel starts, imports torch and then waits for the connection file's path
+    on its go pipe (a pre-started kernel); closing the pipe without writing makes it exit.
     """
     limits = Limits(**config.limits)
-    key = secrets.token_bytes(32)
-    Path(config.record_path + ".key").write_bytes(key)
-    key_r, key_w = os.pipe()
-    rec_r, rec_w = os.pipe()
-    os.write(key_w, key)
-    os.close(key_w)
-    extra = {"GRADER_KEY_FD": str(key_r), "GRADER_RECORD_FD": str(rec_w), "GRADER_SEED": str(config.seed)}
-    inherit = [key_r, rec_w]
+    extra = {"GRADER_SEED": str(config.seed)}
+    inherit = []
     go_w = None
     if connection_file is None:
         go_r, go_w = os.pipe()
@@ -421,16 +404,16 @@ def _start_kernel(config, workdir, connection_file=None, kernel_args=()):
     private_uid = None
     runtime = Path(config.runtime_dir)
     if os.geteuid() == 0 and not config.unsafe_no_sandbox:
-        private_uid = PRIVATE_UID_BASE + os.getpid() % 100_000
+        private_uid = private_uid_of(os.getpid())
         extra["GRADER_UID"] = str(private_uid)
         os.chown(runtime, private_uid, private_uid)  # the kernel makes its sockets there
         if connection_file is not None:
             os.chown(connection_file, private_uid, private_uid)
-    kernel = [sys.executable, "-m", "autograder.seal"]
+    kernel = [sys.executable, "-m", "autograder.kernel_boot"]
     kernel += ["-f", str(connection_file), *kernel_args] if connection_file is not None else []
     env = sandbox_env(workdir, extra=extra)
     files = []
-    if config.unsafe_no_sandbox:  # the instructor's explicit, logged opt-out: limits and seal, no namespaces
+    if config.unsafe_no_sandbox:  # the instructor's explicit, logged opt-out: limits only, no namespaces
         argv = kernel
     else:
         # matplotlib's font list, built once by the grader: without it every kernel's fresh MPLCONFIGDIR makes
@@ -449,7 +432,7 @@ def _start_kernel(config, workdir, connection_file=None, kernel_args=()):
     child = subprocess.Popen(argv, pass_fds=(*inherit, *(fd for fd, _ in files)), env=env, preexec_fn=before_exec)
     for fd in (*inherit, *(fd for fd, _ in files)):
         os.close(fd)
-    return child, rec_r, go_w, private_uid
+    return child, go_w, private_uid
 
 
 def start_warm(config_path, listener):
@@ -470,7 +453,7 @@ def _warm_main(config, listen_fd):
     kernelspec's launcher connects to socket FD; tell the launcher the kernel's exit code when it exits."""
     listener = socket.socket(fileno=listen_fd)
     grader = os.getppid()
-    child, rec_r, go_w, private_uid = _start_kernel(config, Path(config.workdir))
+    child, go_w, private_uid = _start_kernel(config, Path(config.workdir))
 
     def die_with_the_grader():
         while os.getppid() == grader:  # the grader was killed (SIGKILL runs no clean-up): nothing may outlive it
@@ -489,8 +472,6 @@ def _warm_main(config, listen_fd):
             os._exit(1)
 
     threading.Thread(target=die_with_the_grader, daemon=True).start()
-    relay = threading.Thread(target=_relay, args=(rec_r, config.record_path, config.record_cap), daemon=True)
-    relay.start()
     conn, _ = listener.accept()
     listener.close()
     try:
@@ -512,10 +493,6 @@ def _warm_main(config, listen_fd):
 
     threading.Thread(target=kill_when_launcher_goes, daemon=True).start()
     code = child.wait()
-    # The records end when every copy of the pipe's write end is closed. A sandbox killed while bwrap was still
-    # setting up can leave its inner process behind for a moment: it exits by itself once the go pipe is closed
-    # (autograder.seal), so the records are not waited for forever.
-    relay.join(timeout=10)
     try:
         conn.sendall(f"exit {code}\n".encode())
     except OSError:
@@ -550,8 +527,7 @@ def main(argv=None):
         sys.exit(f"grading sandbox: {err}")
     if config.warm:
         sys.exit(_attach(config, connection_file))
-    child, rec_r, _, _ = _start_kernel(config, Path.cwd(), connection_file, kernel_args)
-    _relay(rec_r, config.record_path, config.record_cap)
+    child, _, _ = _start_kernel(config, Path.cwd(), connection_file, kernel_args)
     sys.exit(child.wait())
 
 

@@ -2,12 +2,11 @@
 
 The parent (``autograder.grade``) gives each worker a sanitised copy of the notebook and a copy of the
 gradebook. The worker runs the real ``nbgrader autograde`` in its scratch course, with the kernel in the
-sandbox (``autograder.sandbox``) and test cells run sealed (``autograder.sealed_execute``), then decides each
-test cell's score from nbgrader's own grade *and* the kernel's signed records (``autograder.records``):
+sandbox (``autograder.sandbox``) and the test cells run by the worker's judge (``autograder.judged_execute``,
+``autograder.judge``), then decides each test cell's score from what the judge said about it:
 
-- a test cell earns its points only if nbgrader graded it passed, a validly signed record says the test ran
-  with exactly the gradebook's source and passed, and no tamper record came before it;
-- when the kernel died or the notebook ran out of time, nbgrader keeps nothing; the signed records still say
+- a test cell earns its points only if the judge ran the gradebook's source of that test and it passed;
+- when the kernel died or the notebook ran out of time, nbgrader keeps nothing; the judge's results still say
   which tests ran and passed before that, so those keep their points and the rest get 0 with the reason.
 """
 import json
@@ -21,16 +20,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder.course_dir import ROOT, nbgrader_env
-from autograder.records import read_records
 from autograder.kernels import Slot
-from autograder.sandbox import KERNEL_NAME, Limits, write_kernelspec
+from autograder.sandbox import KERNEL_NAME, Limits, private_uid_of, write_kernelspec
 
 WORKER_CONFIG = '''
 # --- added by autograder.worker for one sandboxed submission ---
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import IgnorePattern, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata
-from autograder.sealed_execute import SealedExecute
-c.Autograde.autograde_preprocessors = [SealedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+from autograder.judged_execute import JudgedExecute
+c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 c.ExecutePreprocessor.kernel_name = "{kernel}"
 c.Execute.timeout = {cell_s}
@@ -39,7 +37,12 @@ c.KernelManager.transport = "ipc"
 c.KernelManager.ip = "{runtime}/kernel"
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60
-c.SealedExecute.output_cap = {output}
+c.JudgedExecute.output_cap = {output}
+c.JudgedExecute.judge_socket = {judge!r}
+c.JudgedExecute.runtime_dir = {runtime!r}
+c.JudgedExecute.kernel_uid = {uid}
+c.JudgedExecute.results_path = {results!r}
+c.JudgedExecute.test_seconds = {cell_s}
 '''
 
 
@@ -51,8 +54,8 @@ class Result:
     reason says why), "missing" (nothing submitted), "error" (the grader failed; reason has its output).
     scores: {grade_id: [score, max_score]} for every graded cell of the assignment.
     failed: {grade_id: why} for test cells that earned less than their maximum.
-    tamper: what the kernel reported student code reaching for (empty for honest code).
-    notices: what the kernel saw that honest code does too (a library loaded through ctypes): information only.
+    flags: what the instructor should look at: the kernel sent data the judge refused, stopped answering, or
+        the grader itself failed on a test (empty for honest and for merely wrong work).
     removed: active content (script, and what can carry it) removed from the autograded notebook
         (autograder.active_content); empty for an honest submission.
     """
@@ -63,11 +66,10 @@ class Result:
     reason: str = ""
     scores: dict = field(default_factory=dict)
     failed: dict = field(default_factory=dict)
-    tamper: list = field(default_factory=list)
+    flags: list = field(default_factory=list)
     seconds: float = 0.0
     late_penalty: float = 0.0
     autograded: str = None
-    notices: list = field(default_factory=list)
     removed: list = field(default_factory=list)
 
     def to_json(self):
@@ -85,54 +87,38 @@ def _nbgrader_scores(gradebook_url, assignment, student):
         return {g.name: (g.auto_score, g.needs_manual_grade) for g in nb.grades}, float(nb.late_submission_penalty or 0)
 
 
-def decide(cells, nb_scores, records, status):
-    """Per-cell scores from nbgrader's grades and the signed records: returns (scores, failed, tamper, notices).
+def decide(cells, nb_scores, results, status):
+    """Per-cell scores from nbgrader's grades and the judge's results: returns (scores, failed, flags).
 
-    cells: {grade_id: (max_score, source sha, is_test)} from autograder.gradebook_io.graded_cells, read once
-    by the parent; nb_scores: {grade_id: (auto_score, needs_manual)} or None when nbgrader kept nothing
-    (kernel died, timed out). failed: {grade_id: why} in words for the student (the feedback shows it);
-    tamper: what zeroes later tests, for the report; notices: what honest code does too (information only).
+    cells: {grade_id: (max_score, is_test)} from autograder.gradebook_io.graded_cells, read once by the parent;
+    nb_scores: {grade_id: (auto_score, needs_manual)} or None when nbgrader kept nothing (kernel died, timed
+    out); results: the judge's outcomes in the order the tests ran (dicts: grade_id, passed, why, grader_error).
+    failed: {grade_id: why} in words for the student (the feedback shows it); flags: for the instructor's report.
     """
-    tamper, first_tamper, notices = {}, None, {}  # dicts: each note once, in the order first seen
-    tests = {}
-    for rec in records:
-        if rec.kind == "tamper":
-            tamper[rec.payload["event"]] = None
-            first_tamper = rec.seq if first_tamper is None else first_tamper
-        elif rec.kind == "notice":
-            notices[rec.payload["event"]] = None
-        elif rec.kind == "cell" and rec.payload.get("changed"):
-            tamper["sealed classes changed: " + "; ".join(rec.payload["changed"][:3])] = None
-            first_tamper = rec.seq if first_tamper is None else first_tamper
-        elif rec.kind == "cell" and rec.payload.get("patched"):
-            tamper["patched (tests saw the sealed originals): " + "; ".join(rec.payload["patched"][:3])] = None
-        elif rec.kind == "test":
-            tests.setdefault(rec.payload["grade_id"], (rec.seq, rec.payload))
+    tests, flags = {}, {}
+    for rec in results:
+        tests.setdefault(rec["grade_id"], rec)  # a test cell duplicated by the student: its first run counts
+        why = rec.get("why", "")
+        if rec.get("grader_error") or why.startswith(("ProtocolError", "PeerGone", "KernelUnavailable")):
+            flags[f"{rec['grade_id']}: {why[:300]}"] = None
     scores, failed = {}, {}
-    for gid, (max_score, sha, is_test) in cells.items():
+    for gid, (max_score, is_test) in cells.items():
         nb = nb_scores.get(gid) if nb_scores else None
         if not is_test:
             scores[gid] = [nb[0] if nb and nb[0] is not None else 0.0, max_score]
             continue
-        seq, rec = tests.get(gid, (None, None))
+        rec = tests.get(gid)
         if rec is None:
             why = (f"the test did not run: the notebook {status} before it" if status != "graded"
-                   else "the test did not run (no record from the grading kernel that it ran)")
-        elif rec["sha"] != sha:
-            why = "the code that ran is not this test's code from the gradebook"
-        elif first_tamper is not None and first_tamper < seq:
-            why = ("graded 0 because, before this test ran, the notebook reached for something that can defeat "
-                   f"tests: {next(iter(tamper))}")
+                   else "the test did not run")
         elif not rec["passed"]:
-            why = rec["why"] or "failed"
-        elif nb is not None and (nb[0] or 0) < max_score:
-            why = "nbgrader found an error in the cell's output"
+            why = rec.get("why") or "failed"
         else:
             why = None
         scores[gid] = [0.0 if why else float(max_score), max_score]
         if why:
             failed[gid] = why
-    return scores, failed, list(tamper), list(notices)
+    return scores, failed, list(flags)
 
 
 def explain_in_notebook(path, failed):
@@ -233,9 +219,19 @@ def run_nbgrader(args, cwd, env=None, timeout=None, cgroup=()):
         out.unlink(missing_ok=True)
 
 
-def grade_one(job, slot=None):
+def grade_one(job, slot=None, judge=None):
     """Grade one submission described by ``job`` (dict, see ``autograder.grade``) with the pre-started kernel
-    ``slot`` (``autograder.kernels.Slot``; None: start one now); returns a Result. Stops the slot's kernel."""
+    ``slot`` (``autograder.kernels.Slot``; None: start one now) and ``judge`` (``autograder.judges.Judge``;
+    None: start one for this submission); returns a Result. Stops the slot's kernel."""
+    if judge is None:
+        from autograder.judges import Judge
+
+        judge = Judge(job.get("unsafe_no_sandbox", False))
+        try:
+            return grade_one(job, slot, judge)
+        finally:
+            judge.close()
+    judge.wait_ready()
     start = time.perf_counter()
     student, assignment = job["student"], job["assignment"]
     limits = Limits(**job["limits"])
@@ -253,10 +249,12 @@ def grade_one(job, slot=None):
         shutil.copy2(job["notebook"], submitted / f"{assignment}.ipynb")
         if job.get("timestamp"):
             (submitted / "timestamp.txt").write_text(job["timestamp"])
-        records_path = Path(slot.config.record_path)
+        results_path = ws / "judge.jsonl"
+        uid = private_uid_of(slot.process.pid) if os.geteuid() == 0 and not job.get("unsafe_no_sandbox") else -1
         config = (Path(job["course"]) / "nbgrader_config.py").read_text()
-        config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=slot.runtime,
-                                       output=limits.output)
+        config += WORKER_CONFIG.format(kernel=KERNEL_NAME, cell_s=limits.cell_s, runtime=str(slot.runtime),
+                                       output=limits.output, judge=judge.socket, uid=uid,
+                                       results=str(results_path))
         (course / "nbgrader_config.py").write_text(config)
         jupyter = write_kernelspec(ws / "jupyter", slot.config_path)
         # The kernel's connection file and Unix sockets go to the slot's private folder (jupyter_client puts the
@@ -272,8 +270,7 @@ def grade_one(job, slot=None):
     url = f"sqlite:///{course / 'gradebook.db'}"
     nb_scores, penalty = _nbgrader_scores(url, assignment, student)
     autograded = course / "autograded" / student / assignment / f"{assignment}.ipynb"
-    key_path = Path(str(records_path) + ".key")
-    records = read_records(records_path.read_text(errors="replace"), key_path.read_bytes()) if key_path.exists() else []
+    results = _judge_results(results_path)
     if timed_out:
         status, reason = "timed out", f"the notebook ran longer than {limits.notebook_s} s"
     elif "DeadKernelError" in output or "Kernel died" in output:
@@ -287,11 +284,13 @@ def grade_one(job, slot=None):
     if slot.memory_kills.get("sandbox"):  # autograder.cgroup: the OOM killer, at the sandbox's memory limit
         reason = "; ".join(filter(None, [reason, f"{slot.memory_kills['sandbox']} process(es) of the notebook killed "
                                           f"at the sandbox's memory limit ({limits.sandbox_memory / 2**30:g} GiB)"]))
-    if not records:
-        reason = (reason + "; " if reason else "") + "the sandboxed kernel wrote no signed records"
     if status != "graded":
         nb_scores = None
-    scores, failed, tamper, notices = decide(job["cells"], nb_scores, records, status)
+    scores, failed, flags = decide(job["cells"], nb_scores, results, status)
+    if any(rec.get("grader_error") for rec in results):
+        status = "error"  # the grader's own fault, not the student's: regrade once it is fixed
+        reason = "; ".join(filter(None, [reason, "the judge failed: " + next(
+            rec["why"] for rec in results if rec.get("grader_error"))[:300]]))
     if autograded.exists() and failed:
         explain_in_notebook(autograded, failed)
     timeouts = _timed_out_cells(autograded) if autograded.exists() else []
@@ -301,11 +300,27 @@ def grade_one(job, slot=None):
     from autograder.active_content import sanitise_file
 
     removed = sanitise_file(autograded) if autograded.exists() else []
-    result = Result(student, assignment, status, reason, scores, failed, tamper, time.perf_counter() - start,
-                    penalty, str(autograded.parent) if autograded.exists() else None, notices, removed=removed)
+    result = Result(student, assignment, status, reason, scores, failed, flags, time.perf_counter() - start,
+                    penalty, str(autograded.parent) if autograded.exists() else None, removed=removed)
     (ws / "nbgrader.log").write_text(output)
     (ws / "result.json").write_text(json.dumps(result.to_json(), indent=1))
     return result
+
+
+def _judge_results(path):
+    """The judge's outcomes (``autograder.judged_execute``), one JSON object a line; written by the grader's own
+    nbgrader process, so read as they are (a line cut short by a killed process is skipped)."""
+    out = []
+    if not Path(path).exists():
+        return out
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("grade_id"), str):
+            out.append(rec)
+    return out
 
 
 def _timed_out_cells(path):

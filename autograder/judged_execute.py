@@ -1,12 +1,20 @@
-"""nbgrader's Execute step with each graded test cell sent as ``__grader_test__(source, grade_id)``.
+"""nbgrader's Execute step with every graded test cell run by the judge (``autograder.judge``), not the kernel.
 
-The source sent is the *gradebook's* source of that test, never the cell's text: a test cell the student
-deleted comes back from nbgrader's ``OverwriteCells`` with a comment in front of it, and an edited locked cell
-has been overwritten already; either way the test that runs, and whose hash the sealed kernel signs, is
-exactly the instructor's. The notebook nbgrader writes keeps the cell's own text; only what the kernel is asked
-to run changes, so that the sealed kernel (``autograder.seal``) runs the test against sealed modules and signs
-the outcome. A cell that claims test metadata for a grade_id the gradebook does not hold runs as an ordinary
-cell. Used by the grading worker through ``c.Autograde.autograde_preprocessors``; never by plain nbgrader.
+Solution and given cells run in the sandboxed kernel as nbgrader runs them. A test cell (graded, not a
+solution) is sent to the judge with the *gradebook's* source of that test, never the cell's text (a test cell
+the student deleted comes back from nbgrader's ``OverwriteCells`` with a comment in front of it, and an edited
+locked cell has been overwritten already; either way the test that runs is exactly the instructor's). The
+judge answers whether it passed, what it printed and the error; this step writes those as the cell's outputs,
+as IPython would, so nbgrader's own grading and feedback read them as usual, and appends each outcome to
+``results_path`` for the worker (``autograder.worker.decide``), which keeps the scores of tests that ran even
+when the kernel dies later. A cell that claims test metadata for a grade_id the gradebook does not hold runs as
+an ordinary cell. Used by the grading worker through ``c.Autograde.autograde_preprocessors``; never by plain
+nbgrader.
+
+The judge reaches the kernel through the Unix socket ``judge.sock`` that the kernel listens on in its runtime
+folder (``autograder.kernel_server``): this process connects (refusing anything but a socket whose peer is the
+sandbox's own user, so a link the student planted cannot point it at another student's kernel or the judge) and
+hands the connected socket to the judge with SCM_RIGHTS, once per notebook.
 
 It also bounds what a submission's output costs this trusted process, which nbclient would otherwise hold whole
 (a cell printing 1 GiB: 1.3 GiB resident here before nbgrader's LimitOutput cut it):
@@ -21,16 +29,20 @@ It also bounds what a submission's output costs this trusted process, which nbcl
   read whole: the process's own memory limit (``autograder.sandbox.NBGRADER_MEMORY``) stops that;
 - a cell whose last message (the kernel's "idle") was lost that way, or dropped by the kernel's own queue in a
   flood, ends after nbclient's ``iopub_timeout`` with a note, instead of failing the whole notebook as
-  nbgrader's ``raise_on_iopub_timeout`` would. That costs no safety: a test cell earns points only with the
-  sealed kernel's signed record that it passed (``autograder.worker.decide``), never from its outputs alone.
+  nbgrader's ``raise_on_iopub_timeout`` would. That costs no safety: test cells' outputs come from the judge.
 """
+import json
+import os
+import socket
+import stat
+import struct
 import time
 
 import zmq
 from jupyter_client.manager import AsyncKernelManager
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer, default
+from traitlets import Bool, Integer, Unicode, default
 from zmq.utils.monitor import parse_monitor_message
 
 MiB = 1024 * 1024
@@ -151,7 +163,12 @@ def _watched_channel(base):
     return WatchedChannel
 
 
-class SealedExecute(Execute):
+class JudgedExecute(Execute):
+    judge_socket = Unicode(help="the judge's Unix socket (autograder.judges)").tag(config=True)
+    runtime_dir = Unicode(help="the kernel's runtime folder, where it listens for the judge").tag(config=True)
+    kernel_uid = Integer(-1, help="the sandbox's private uid (-1: not checked, grading without root)").tag(config=True)
+    results_path = Unicode(help="where each test's outcome is appended, one JSON line each").tag(config=True)
+    test_seconds = Integer(60, help="how long one test cell may take, calls into the kernel included").tag(config=True)
     output_cap = Integer(4 * MiB, help="bytes of one cell's outputs kept; later ones are dropped").tag(config=True)
     notebook_output_cap = Integer(help="bytes of all the notebook's outputs kept").tag(config=True)
     message_cap = Integer(help="largest ZeroMQ message part read from the kernel (ZMQ_MAXMSGSIZE)").tag(config=True)
@@ -181,7 +198,12 @@ class SealedExecute(Execute):
         info = resources["nbgrader"]
         self.gradebook_tests = gradebook_tests(info["db_url"], info["notebook"], info["assignment"])
         self._notebook_kept = 0
-        return super().preprocess(nb, resources, *args, **kwargs)
+        self._judge = None
+        try:
+            return super().preprocess(nb, resources, *args, **kwargs)
+        finally:
+            if self._judge is not None:
+                self._judge.close()
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
@@ -189,18 +211,70 @@ class SealedExecute(Execute):
         self._cell = {"kept": 0, "cut": 0, "parts": 0, "error_past_cap": False, "seen": False, "idle": False}
         dropped = self._dropped_connections()
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        shown = cell.source
         if is_test_cell(cell) and grade_id in self.gradebook_tests:
-            cell.source = f"__grader_test__({self.gradebook_tests[grade_id]!r}, {grade_id!r})"
+            return self._judged(cell, grade_id), resources
         try:
             result = super().preprocess_cell(cell, resources, index)
         except BaseException:  # a dead kernel drops its connections too: no message is blamed for that
             self._note_cuts(cell, None)
             raise
-        finally:
-            cell.source = shown
         self._note_cuts(cell, self._dropped_connections() - dropped)
         return result
+
+    def _connect_judge(self):
+        """Connect to the kernel's judge socket (its peer checked) and hand it to the judge; returns the judge's
+        connection. Raises OSError with what went wrong."""
+        path = os.path.join(self.runtime_dir, "judge.sock")
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise OSError(f"{path} is not a socket")
+        kernel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            kernel.settimeout(10)
+            kernel.connect(path)
+            _, uid, _ = struct.unpack("3i", kernel.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
+            if self.kernel_uid >= 0 and uid != self.kernel_uid:
+                raise OSError(f"the socket in the runtime folder belongs to uid {uid}, not the sandbox's")
+            judge = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            judge.settimeout(30)
+            judge.connect(self.judge_socket)
+            socket.send_fds(judge, [b"kernel"], [kernel.fileno()])
+            return judge
+        finally:
+            kernel.close()  # the judge holds its own copy now
+
+    def _judged(self, cell, grade_id):
+        """Run test ``grade_id`` in the judge; the cell's outputs say what happened, as IPython would."""
+        from autograder.wire import Limits, PeerGone, ProtocolError, recv_frame, send_frame
+
+        cell.outputs = []
+        cell.execution_count = None
+        result, judge_failed = None, False
+        try:
+            if self._judge is None:
+                self._judge = self._connect_judge()
+            send_frame(self._judge, {"op": "test", "grade_id": grade_id, "source": self.gradebook_tests[grade_id],
+                                     "seconds": self.test_seconds})
+            result, _ = recv_frame(self._judge, Limits(bytes=16 * MiB),
+                                   deadline=time.monotonic() + self.test_seconds + 30)
+        except (OSError, PeerGone, ProtocolError) as err:
+            judge_failed = True
+            why = f"the grader could not run this test ({type(err).__name__}: {err})"
+            result = {"passed": False, "ename": "GraderError", "evalue": why, "traceback": [why], "stdout": ""}
+            if self._judge is not None:
+                self._judge.close()
+                self._judge = None
+        if result.get("stdout"):
+            cell.outputs.append(new_output("stream", name="stdout", text=str(result["stdout"])))
+        if not result.get("passed"):
+            cell.outputs.append(new_output("error", ename=str(result.get("ename", "")),
+                                           evalue=str(result.get("evalue", "")),
+                                           traceback=[str(line) for line in result.get("traceback", [])]))
+        why = "" if result.get("passed") else f"{result.get('ename')}: {result.get('evalue')}"[:2000]
+        with open(self.results_path, "a") as out:
+            out.write(json.dumps({"grade_id": grade_id, "passed": bool(result.get("passed")), "why": why,
+                                  "grader_error": judge_failed}) + "\n")
+        return cell
 
     def _dropped_connections(self):
         """Connections to the kernel dropped so far (each: a message over ``message_cap``), connected again."""

@@ -1,0 +1,180 @@
+"""The judge: runs a notebook's test cells, visible and hidden, in a process of its own, never student code.
+
+PrairieLearn's design (its Python grader keeps the test harness and the student's code in separate processes):
+the student's cells run in the sandboxed kernel; each test cell runs here, in a fresh namespace, with the
+instructor's source from the gradebook. A name the test does not define is looked up in the kernel
+(``autograder.kernel_server``): a class, function or module from a trusted package (torch, the course, ...) is
+imported here, the judge's own copy; data comes by value; the student's functions come as handles, and calling
+one sends its arguments by value and applies what the call changed to the judge's own objects
+(``autograder.wire``). So assertions run on the judge's objects with the judge's torch, builtins and
+``AssertionError``; what the kernel can do to a test is answer its calls with data, which is what its functions
+are for.
+
+``python -m autograder.judge SOCKET``: listen on the Unix socket SOCKET (in the judge's sandbox, started by
+``autograder.judges``). The grader's nbgrader process (``autograder.judged_execute``) connects once per
+notebook and sends the kernel's connected socket with SCM_RIGHTS, then one request per test cell:
+``{"op": "test", "grade_id", "source", "seconds"}``, answered ``{"passed", "ename", "evalue", "traceback",
+"stdout"}``.
+"""
+import builtins
+import contextlib
+import io
+import linecache
+import os
+import socket
+import sys
+import time
+import traceback
+
+from autograder.wire import Limits, Peer, PeerGone, ProtocolError, Registry, recv_frame, send_frame
+
+OUTPUT_KEPT = 256 * 1024
+PRELOAD = ("torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.utils.data", "numpy", "torchvision",
+           "course", "course.models", "course.fit")
+
+
+class KernelUnavailable(BaseException):
+    """The kernel died or stopped answering: no test that runs after this can pass. A BaseException, so that a
+    test's own ``except Exception`` does not swallow it."""
+
+
+class TestNamespace(dict):
+    """A test cell's globals: what the test defines, then builtins, then the kernel's names (looked up once)."""
+
+    def __init__(self, peer):
+        super().__init__()
+        self.peer = peer
+
+    def __missing__(self, name):
+        if name in builtins.__dict__ or name.startswith("__"):
+            raise KeyError(name)
+        found, value = _lookup(self.peer, name)
+        if not found:
+            raise KeyError(name)
+        self[name] = value
+        return value
+
+
+def _lookup(peer, name):
+    answer = peer.request("lookup", name=name)
+    if not (isinstance(answer, tuple) and len(answer) == 2 and type(answer[0]) is bool):
+        raise ProtocolError("the kernel answered a lookup with something other than (found, value)")
+    return answer
+
+
+class Judge:
+    """Runs test cells against one kernel connection (one notebook)."""
+
+    def __init__(self, kernel_sock, limits=None):
+        self.sock = kernel_sock
+        self.registry = Registry("j")
+        self.limits = limits or Limits()
+        self.broken = None  # why the kernel can no longer be asked (set by the first failure of the connection)
+
+    def run_test(self, grade_id, source, seconds):
+        """Run one test cell; returns {"passed", "ename", "evalue", "traceback", "stdout"}."""
+        out = io.StringIO()
+        result = {"passed": False, "ename": "", "evalue": "", "traceback": [], "stdout": ""}
+        if self.broken:
+            result.update(ename="KernelUnavailable", evalue=self.broken,
+                          traceback=[f"KernelUnavailable: {self.broken}"])
+            return result
+        self.registry.clear()
+        peer = Peer(self.sock, self.registry, judge=True, handlers={"callback": self._callback}, limits=self.limits,
+                    deadline=time.monotonic() + seconds)
+        ns = TestNamespace(peer)
+        ns["__name__"] = "__main__"
+        filename = f"<test {grade_id}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        try:
+            code = compile(source, filename, "exec")
+            with contextlib.redirect_stdout(out):
+                peer.request("reset")
+                exec(code, ns)  # noqa: S102  (the instructor's test, from the gradebook)
+            result["passed"] = True
+        except (PeerGone, ProtocolError) as err:
+            why = (f"the kernel sent data the judge refuses: {err}" if isinstance(err, ProtocolError)
+                   else f"the kernel did not answer: {err}")
+            self.broken = f"an earlier test ({grade_id}) lost the kernel: {why}"
+            result.update(ename=type(err).__name__, evalue=why, traceback=[f"{type(err).__name__}: {why}"])
+        except BaseException as err:  # noqa: BLE001  (a failed test, whatever it raised)
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            result.update(ename=type(err).__name__, evalue=str(err)[:4000],
+                          traceback=_traceback(err, filename))
+        result["stdout"] = out.getvalue()[:OUTPUT_KEPT]
+        return result
+
+    def _callback(self, target, args=(), kwargs=None):
+        """The kernel calls a function the test passed (a lambda): run it here with the arguments, by value."""
+        if not callable(target):
+            raise ProtocolError("a callback to something that is not a function of the test")
+        return target(*args, **(kwargs or {})), ""
+
+
+def _traceback(err, filename):
+    """The failure as a student reads it: the test's own lines and the error (the kernel's traceback when the
+    student's code raised it)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == filename]
+    lines = ["Traceback (most recent call last):"]
+    lines += [f'  Test cell, line {f.lineno}\n    {f.line}' for f in frames]
+    kernel_tb = getattr(err, "kernel_traceback", "")
+    if kernel_tb:
+        lines.append("In the notebook's code:\n" + kernel_tb.rstrip())
+    lines.append(f"{type(err).__name__}: {err}")
+    return lines
+
+
+def serve(path):
+    """Listen on ``path``; one notebook (connection) at a time."""
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    print("ready", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        try:
+            serve_notebook(conn)
+        except (PeerGone, ProtocolError, OSError) as err:
+            print(f"[judge] notebook connection ended: {err}", file=sys.stderr, flush=True)
+        finally:
+            conn.close()
+
+
+def serve_notebook(conn):
+    """One notebook: the first message brings the kernel's socket, each later one a test cell to run."""
+    msg, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    if not fds or not msg.startswith(b"kernel"):
+        raise ProtocolError("the first message must carry the kernel's socket")
+    kernel = socket.socket(fileno=fds[0])
+    kernel.setblocking(True)
+    judge = Judge(kernel)
+    trusted = Limits(bytes=64 * 1024 * 1024)
+    try:
+        while True:
+            try:
+                request, _ = recv_frame(conn, trusted)
+            except PeerGone:
+                return
+            if request.get("op") != "test":
+                raise ProtocolError(f"unknown request {request.get('op')!r}")
+            result = judge.run_test(str(request["grade_id"]), str(request["source"]), float(request["seconds"]))
+            send_frame(conn, result)
+    finally:
+        kernel.close()
+
+
+def main(argv=None):
+    args = argv or sys.argv[1:]
+    sys.setrecursionlimit(10_000)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    serve(args[0])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The judges of a grading run: one sandboxed ``autograder.judge`` process per worker, started once.
+
+A judge imports torch once (about a second) and then serves its worker's submissions one after another, a fresh
+namespace per test. It never runs student code, but it decodes what student code sends, so it runs in the same
+bubblewrap sandbox as the kernels (``autograder.sandbox.bwrap_argv``): no network, no course files besides the
+``course`` and ``autograder`` packages, nothing of the gradebook or of any submission, a private tmpfs as its
+working folder, its own memory limit. Its socket lives in a folder only the grader and the judge see.
+
+``JudgePool.take()`` gives a judge for one submission (a new one if the last died) and ``give(judge)`` returns it.
+"""
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from autograder import sandbox
+
+JUDGE_MEMORY = 4 * 1024**3  # bytes of address space: decoding is bounded far below this (autograder.wire.Limits)
+
+
+class Judge:
+    """One judge process and its socket."""
+
+    def __init__(self, unsafe=False):
+        self.folder = Path(tempfile.mkdtemp(prefix="j-", dir="/tmp")).resolve()
+        self.socket = str(self.folder / "judge.sock")
+        work = self.folder / "work"
+        work.mkdir()
+        cmd = [sys.executable, "-m", "autograder.judge", self.socket]
+        env = sandbox.sandbox_env(work, extra={"HOME": str(work)})
+        if unsafe:
+            argv, popen_env = cmd, dict(os.environ, **env)
+        else:
+            argv = sandbox.bwrap_argv(work, self.folder) + sandbox.setenv_args(env) + cmd
+            popen_env = None
+
+        def limits():
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (JUDGE_MEMORY, JUDGE_MEMORY))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+        self.process = subprocess.Popen(argv, env=popen_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        preexec_fn=limits, start_new_session=True)
+        self._ready = False
+
+    def wait_ready(self, timeout=120):
+        """Block until the judge listens (it prints "ready" after importing torch); raises RuntimeError."""
+        if self._ready:
+            return
+        deadline = time.monotonic() + timeout
+        line = self.process.stdout.readline()  # the judge writes one line, then nothing more to stdout
+        if line.strip() != b"ready" or time.monotonic() > deadline:
+            raise RuntimeError(f"the judge did not start (exit code {self.process.poll()})")
+        self._ready = True
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def close(self):
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, 9)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class JudgePool:
+    """``size`` judges, started now (in the background: they import torch while the grader does other work)."""
+
+    def __init__(self, size, unsafe=False):
+        self.unsafe = unsafe
+        self._free = queue.Queue()
+        self._all = []
+        for _ in range(max(1, size)):
+            self._start()
+
+    def _start(self):
+        judge = Judge(self.unsafe)
+        self._all.append(judge)
+        self._free.put(judge)
+
+    def take(self):
+        """A judge that is alive and listening, for one submission."""
+        judge = self._free.get()
+        if not judge.alive():
+            judge.close()
+            judge = Judge(self.unsafe)
+            self._all.append(judge)
+        judge.wait_ready()
+        return judge
+
+    def give(self, judge):
+        self._free.put(judge)
+
+    def close(self):
+        for judge in self._all:
+            judge.close()
