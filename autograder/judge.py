@@ -13,9 +13,16 @@ are for.
 ``python -m autograder.judge SOCKET``: listen on the Unix socket SOCKET (in the judge's sandbox, started by
 ``autograder.judges``). The grader's nbgrader process (``autograder.judged_execute``) connects once per
 notebook and sends the kernel's connected socket with SCM_RIGHTS, then one request per test cell:
-``{"op": "test", "grade_id", "source", "seconds"}``, answered ``{"passed", "ename", "evalue", "traceback",
-"stdout"}``.
+``{"op": "test", "grade_id", "source", "seconds", "preamble"}``, answered ``{"passed", "ename", "evalue",
+"traceback", "stdout"}``.
+
+The preamble (``definitions``) is what the instructor's own notebook binds before the test: its imports from
+trusted packages and the functions and classes its given cells define, taken from the *source* notebook, never
+the student's copy. A test's fixtures (``tiny_cnn``, ``TiedLM``, a loader that records snapshots) are thus the
+instructor's, even when the student rebinds those names in the kernel; only the names the preamble and the test
+leave undefined (the student's answers) are looked up in the kernel.
 """
+import ast
 import builtins
 import contextlib
 import io
@@ -71,8 +78,9 @@ class Judge:
         self.limits = limits or Limits()
         self.broken = None  # why the kernel can no longer be asked (set by the first failure of the connection)
 
-    def run_test(self, grade_id, source, seconds):
-        """Run one test cell; returns {"passed", "ename", "evalue", "traceback", "stdout"}."""
+    def run_test(self, grade_id, source, seconds, preamble=()):
+        """Run one test cell after the ``preamble`` statements (``definitions``); returns {"passed", "ename",
+        "evalue", "traceback", "stdout"}."""
         out = io.StringIO()
         result = {"passed": False, "ename": "", "evalue": "", "traceback": [], "stdout": ""}
         if self.broken:
@@ -80,9 +88,10 @@ class Judge:
                           traceback=[f"KernelUnavailable: {self.broken}"])
             return result
         self.registry.clear()
+        ns = TestNamespace(None)
         peer = Peer(self.sock, self.registry, judge=True, handlers={"callback": self._callback}, limits=self.limits,
-                    deadline=time.monotonic() + seconds)
-        ns = TestNamespace(peer)
+                    deadline=time.monotonic() + seconds, namespace=lambda: ns)
+        ns.peer = peer
         ns["__name__"] = "__main__"
         filename = f"<test {grade_id}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -90,6 +99,7 @@ class Judge:
             code = compile(source, filename, "exec")
             with contextlib.redirect_stdout(out):
                 peer.request("reset")
+                _run_preamble(preamble, ns)
                 exec(code, ns)  # noqa: S102  (the instructor's test, from the gradebook)
             result["passed"] = True
         except (PeerGone, ProtocolError) as err:
@@ -110,6 +120,49 @@ class Judge:
         if not callable(target):
             raise ProtocolError("a callback to something that is not a function of the test")
         return target(*args, **(kwargs or {})), ""
+
+
+_compiled = {}
+
+
+def _run_preamble(statements, ns):
+    """Run the instructor's definitions in the test's namespace; one that fails (a package this machine lacks)
+    is left out, and its name is then looked up in the kernel like any other."""
+    for text in statements:
+        code = _compiled.get(text)
+        if code is None:
+            code = _compiled[text] = compile(text, "<instructor's notebook>", "exec")
+        try:
+            exec(code, ns)  # noqa: S102  (the instructor's source notebook)
+        except Exception as err:  # noqa: BLE001
+            print(f"[judge] preamble statement failed ({type(err).__name__}: {err}): {text[:80]!r}", file=sys.stderr)
+
+
+def definitions(cells):
+    """The statements of the instructor's given cells ``cells`` (sources, in order) that the judge runs before a
+    test: imports from trusted packages (``autograder.wire.TRUSTED``), and function and class definitions.
+    Nothing else: no call, no assignment, so that the preamble costs microseconds and runs no training."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from autograder.wire import trusted_module
+
+    out, transform = [], TransformerManager().transform_cell
+    for source in cells:
+        try:
+            text = transform(source)
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                keep = all(trusted_module(a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                keep = node.level == 0 and trusted_module(node.module)
+            else:
+                keep = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            if keep:
+                out.append(ast.get_source_segment(text, node))
+    return out
 
 
 def _traceback(err, filename):
@@ -163,7 +216,8 @@ def serve_notebook(conn):
                 return
             if request.get("op") != "test":
                 raise ProtocolError(f"unknown request {request.get('op')!r}")
-            result = judge.run_test(str(request["grade_id"]), str(request["source"]), float(request["seconds"]))
+            result = judge.run_test(str(request["grade_id"]), str(request["source"]), float(request["seconds"]),
+                                    [str(t) for t in request.get("preamble", [])])
             send_frame(conn, result)
     finally:
         kernel.close()

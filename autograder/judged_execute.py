@@ -37,6 +37,7 @@ import socket
 import stat
 import struct
 import time
+from pathlib import Path
 
 import zmq
 from jupyter_client.manager import AsyncKernelManager
@@ -71,6 +72,28 @@ def gradebook_tests(db_url, notebook, assignment):
             except MissingEntry:
                 pass
             out[cell.name] = gb.find_source_cell(cell.name, notebook, assignment).source
+    return out
+
+
+def source_preambles(path, tests):
+    """{grade_id: the definitions (``autograder.judge.definitions``) of the given cells above that test} in the
+    instructor's source notebook at ``path``; {} when there is none (each test then runs on its own)."""
+    import nbformat
+
+    from autograder.judge import definitions
+
+    if not Path(path).is_file():
+        return {}
+    nb = nbformat.read(path, as_version=4)
+    out, given = {}, []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade_id") in tests and is_test_cell(cell):
+            out[meta["grade_id"]] = definitions(given)
+        elif not meta.get("solution") and not meta.get("grade"):
+            given.append(cell.source)
     return out
 
 
@@ -197,6 +220,8 @@ class JudgedExecute(Execute):
     def preprocess(self, nb, resources, *args, **kwargs):
         info = resources["nbgrader"]
         self.gradebook_tests = gradebook_tests(info["db_url"], info["notebook"], info["assignment"])
+        self.preambles = source_preambles(Path(info["db_url"].replace("sqlite:///", "")).parent / "source"
+                                          / info["assignment"] / f"{info['notebook']}.ipynb", self.gradebook_tests)
         self._notebook_kept = 0
         self._judge = None
         try:
@@ -254,7 +279,7 @@ class JudgedExecute(Execute):
             if self._judge is None:
                 self._judge = self._connect_judge()
             send_frame(self._judge, {"op": "test", "grade_id": grade_id, "source": self.gradebook_tests[grade_id],
-                                     "seconds": self.test_seconds})
+                                     "seconds": self.test_seconds, "preamble": self.preambles.get(grade_id, [])})
             result, _ = recv_frame(self._judge, Limits(bytes=16 * MiB),
                                    deadline=time.monotonic() + self.test_seconds + 30)
         except (OSError, PeerGone, ProtocolError) as err:

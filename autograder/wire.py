@@ -122,7 +122,7 @@ def recv_frame(sock, limits, deadline=None):
         total += n
         if total > limits.bytes:
             raise ProtocolError(f"a message of over {limits.bytes:,} bytes")
-        blobs.append(_recv_exact(sock, n, deadline))
+        blobs.append(_recv_exact(sock, n, deadline))  # bytearrays: writable, so tensors can use them in place
     try:
         header = json.loads(head)
     except (ValueError, RecursionError) as err:
@@ -611,6 +611,7 @@ class Codec:
             raise ProtocolError("a tensor sent under the id of another kind of object")
         if blob >= 0:
             raw = self._blob(blob)
+            raw = raw if isinstance(raw, bytearray) else bytearray(raw)  # a tensor may be written in place
             dt = getattr(torch, dtype)
             item = torch.empty((), dtype=dt).element_size()
             self._need(len(raw) == math.prod(shape) * item, "a tensor whose bytes do not fit its shape and dtype")
@@ -619,7 +620,7 @@ class Codec:
             elif dt == torch.bfloat16:
                 data = torch.frombuffer(raw, dtype=torch.int16).view(torch.bfloat16).reshape(shape)
             else:
-                data = torch.frombuffer(raw, dtype=dt).reshape(shape)
+                data = torch.frombuffer(raw, dtype=dt).reshape(shape)  # the received buffer: owned, writable
         else:
             self._need(existing is not None, "an unchanged tensor this side never had")
             data = None

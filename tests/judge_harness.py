@@ -79,8 +79,12 @@ def grade(nb, assignment, seconds=120, verbose=False):
     the source notebook's tests (as the grader sends the gradebook's)."""
     import nbformat
 
-    source = nbformat.read(Path(ROOT) / "source" / assignment / f"{assignment}.ipynb", as_version=4)
+    from autograder.judged_execute import source_preambles
+
+    path = Path(ROOT) / "source" / assignment / f"{assignment}.ipynb"
+    source = nbformat.read(path, as_version=4)
     tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells if is_test(c)}
+    preambles = source_preambles(path, tests)
     kernel = PlainKernel()
     judge = Judge(kernel.sock)
     results = {}
@@ -91,7 +95,7 @@ def grade(nb, assignment, seconds=120, verbose=False):
             gid = cell.metadata.get("nbgrader", {}).get("grade_id")
             if is_test(cell) and gid in tests:
                 t0 = time.perf_counter()
-                r = judge.run_test(gid, tests[gid], seconds)
+                r = judge.run_test(gid, tests[gid], seconds, preambles[gid])
                 results[gid] = (r["passed"], "" if r["passed"] else "\n".join(r["traceback"]))
                 if verbose:
                     print(f"  {gid}: {'pass' if r['passed'] else 'FAIL'} ({time.perf_counter() - t0:.2f} s)"
@@ -102,7 +106,7 @@ def grade(nb, assignment, seconds=120, verbose=False):
                     print(f"  cell error: {out['out'][-800:]}")
         for gid in tests:  # deleted by the student: nbgrader puts them back (here: at the end)
             if gid not in results:
-                r = judge.run_test(gid, tests[gid], seconds)
+                r = judge.run_test(gid, tests[gid], seconds, preambles[gid])
                 results[gid] = (r["passed"], "" if r["passed"] else "\n".join(r["traceback"]))
     finally:
         kernel.close()

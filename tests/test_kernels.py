@@ -1,17 +1,15 @@
-"""Pre-started grading kernels (autograder.kernels, autograder.sandbox.start_warm): sealed before anything is
-handed to them, started no more often than needed, and never outliving the grader or the launcher that uses
-them. The whole grading path through them is covered by tests/test_grader.py."""
+"""Pre-started grading kernels (autograder.kernels, autograder.sandbox.start_warm): started and waiting before
+anything is handed to them, started no more often than needed, and never outliving the grader or the launcher
+that uses them. The whole grading path through them is covered by tests/test_grader.py."""
 import json
 import os
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.processes import alive, wait_until
+from tests.processes import alive, cmdline, descendants, wait_until
 from autograder.kernels import KernelPool, Slot
-from autograder.records import read_records
 from autograder.sandbox import Limits, check_available
 
 pytestmark = pytest.mark.slow
@@ -22,10 +20,9 @@ def _sandbox():
     check_available()  # these kernels run in the real sandbox; a machine without one fails here, loudly
 
 
-def _records(slot):
-    path = Path(slot.config.record_path)
-    key = Path(str(path) + ".key")
-    return read_records(path.read_text(errors="replace"), key.read_bytes()) if key.exists() and path.exists() else []
+def _booted(slot):
+    """The slot's kernel start-up code (autograder.kernel_boot) runs, inside the sandbox, below its launcher."""
+    return any("autograder.kernel_boot" in cmdline(pid) for pid in descendants(slot.process.pid))
 
 
 def _handover(slot, connection_file):
@@ -36,14 +33,15 @@ def _handover(slot, connection_file):
     return conn
 
 
-def test_prestarted_kernel_seals_itself_then_waits(tmp_path):
-    """Before any connection file arrives the kernel has signed its start record and runs nothing else."""
+def test_prestarted_kernel_starts_then_waits(tmp_path):
+    """Before any connection file arrives the kernel has started and waits: no ipykernel, no judge socket."""
     slot = Slot(tmp_path, Limits())
     groups = [f for g in (slot.cgroup, slot.nbgrader_cgroup) if g is not None for f in g.folders]
     try:
-        assert wait_until(lambda: [r.kind for r in _records(slot)] == ["start"]), "no signed start record"
+        assert wait_until(lambda: _booted(slot)), "the kernel's start-up code never ran"
         time.sleep(1)
-        assert slot.process.poll() is None and [r.kind for r in _records(slot)] == ["start"]
+        assert slot.process.poll() is None and _booted(slot)
+        assert not (slot.runtime / "judge.sock").exists(), "nothing may listen before a submission is handed over"
         assert all(f.is_dir() for f in groups) and (slot.runtime_tmpfs == os.path.ismount(slot.runtime))
     finally:
         slot.stop(grace_s=0)
@@ -76,6 +74,7 @@ def test_the_kernel_dies_with_the_launcher_that_took_it(tmp_path):
     try:
         conn = _handover(slot, connection_file)
         assert wait_until(lambda: (slot.runtime / "kernel-1").exists()), "ipykernel never opened its sockets"
+        assert wait_until(lambda: (slot.runtime / "judge.sock").exists()), "the kernel does not listen for the judge"
         time.sleep(1)
         assert slot.process.poll() is None, "the kernel should be serving until its launcher goes"
         conn.close()
@@ -94,7 +93,7 @@ def test_pool_starts_one_per_worker_only_as_many_as_expected_and_stops_the_rest(
         pool.take(), pool.take()
         assert len(pool._slots) == 3, "no kernel started that no submission will use"
         for slot in pool._slots:
-            assert wait_until(lambda: [r.kind for r in _records(slot)] == ["start"]), "a kernel did not start"
+            assert wait_until(lambda: _booted(slot)), "a kernel did not start"
         first.stop(grace_s=0)
         pids = [s.process.pid for s in pool._slots]
     finally:
@@ -115,7 +114,7 @@ def test_a_waiting_kernel_dies_with_a_killed_grader(tmp_path):
               f"slot = Slot({str(tmp_path)!r}, Limits())\nprint(slot.process.pid, flush=True)\ntime.sleep(600)\n")
     grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     warm_pid = int(grader.stdout.readline())
-    assert wait_until(lambda: any((tmp_path / d / "records.log").exists() for d in os.listdir(tmp_path)))
+    assert wait_until(lambda: any("autograder.kernel_boot" in cmdline(p) for p in descendants(warm_pid)))
     assert alive(warm_pid)
     os.kill(grader.pid, signal.SIGKILL)
     grader.wait()
