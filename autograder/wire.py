@@ -29,8 +29,8 @@ Identity: every object sent by value gets a *mirror id*, the same on both sides 
 an object crosses again it is updated in place on the other side, so ``freeze(model)`` changes the judge's own
 ``model`` (call by value-result), a list of parameters returned by the student's function holds the judge's
 parameters, and a loader that holds a model holds the model the next call trains. At every crossing each side
-sends the state of every mirrored object (``sync``); a tensor whose storage, version, shape and dtype did not
-change since it last crossed travels without its bytes.
+sends the state of every mirrored object (``sync``); a tensor whose dtype, shape and bytes (their sha256) did
+not change since it last crossed travels without its bytes.
 """
 import builtins
 import collections
@@ -265,10 +265,22 @@ class Registry:
 
 
 def _fingerprint(t):
+    """What identifies a CPU tensor's contents: dtype, shape and the sha256 of its bytes. (Version counters are
+    not enough: writes through ``.data`` do not count, and optimizers write that way.) None if it has no bytes
+    to read (a tensor on another device is read through a CPU copy)."""
+    import hashlib
+
+    import torch
+
     try:
-        return (t.untyped_storage().data_ptr(), t.storage_offset(), t._version, tuple(t.shape), tuple(t.stride()),
-                str(t.dtype))
-    except (RuntimeError, NotImplementedError):
+        data = t.detach()
+        if data.device.type != "cpu":
+            data = data.cpu()
+        data = data.contiguous()
+        raw = data.view(torch.int16) if data.dtype == torch.bfloat16 else data
+        digest = hashlib.sha256(memoryview(raw.numpy()).cast("B")).digest() if data.numel() else b""
+        return (str(data.dtype), tuple(data.shape), digest)
+    except (RuntimeError, TypeError, NotImplementedError):
         return None
 
 
@@ -635,7 +647,8 @@ class Codec:
                     t.data = data
             if t.is_leaf and t.requires_grad != requires_grad and (t.is_floating_point() or not requires_grad):
                 t.requires_grad_(requires_grad)
-        self.registry.crossed[mid] = _fingerprint(t.detach())
+        if data is not None:
+            self.registry.crossed[mid] = _fingerprint(t)
         new_grad = self._dec(grad, depth + 1) if grad is not None else None
         self._need(new_grad is None or isinstance(new_grad, torch.Tensor), "a .grad that is not a tensor")
         if t.is_leaf and (new_grad is None or new_grad.shape == t.shape):

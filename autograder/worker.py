@@ -121,28 +121,6 @@ def decide(cells, nb_scores, results, status):
     return scores, failed, list(flags)
 
 
-def explain_in_notebook(path, failed):
-    """Add the grader's reason, as an error output, to each failed test cell of the autograded notebook at
-    ``path`` that shows no error of its own, so that the feedback tells the student why the test earned nothing
-    (a test zeroed by the policy above, or one that never ran). Returns the grade_ids annotated."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    annotated = []
-    for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if cell.cell_type != "code" or gid not in failed:
-            continue
-        if any(out.get("output_type") == "error" for out in cell.outputs):
-            continue
-        cell.outputs.append(nbformat.v4.new_output(
-            "error", ename="GradedZero", evalue=failed[gid], traceback=[f"The class grader gave this test 0: {failed[gid]}"]))
-        annotated.append(gid)
-    if annotated:
-        nbformat.write(nb, path)
-    return annotated
-
-
 _PRELOAD = ["autograder.nbgrader_preload"]
 _forkserver = None
 
@@ -291,8 +269,6 @@ def grade_one(job, slot=None, judge=None):
         status = "error"  # the grader's own fault, not the student's: regrade once it is fixed
         reason = "; ".join(filter(None, [reason, "the judge failed: " + next(
             rec["why"] for rec in results if rec.get("grader_error"))[:300]]))
-    if autograded.exists() and failed:
-        explain_in_notebook(autograded, failed)
     timeouts = _timed_out_cells(autograded) if autograded.exists() else []
     if timeouts:
         reason = "; ".join(filter(None, [reason, f"cell time limit ({limits.cell_s} s) reached in: {', '.join(timeouts)}"]))

@@ -144,8 +144,201 @@ for target in [{path_expr}]:
 '''
 
 
+# ---- against the judge (autograder.judge): the tests run in another process; these try every way to reach them --
+
+LIAR_INT = '''
+class _Liar(int):
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+
+def count_params(model, trainable_only=False):
+    return _Liar(0)
+'''
+LIAR_FLOATS = '''
+class _Liar(float):
+    def __eq__(self, other):
+        return True
+    def __sub__(self, other):
+        return 0.0
+    __rsub__ = __sub__
+    __hash__ = float.__hash__
+
+def grad_norms(model):
+    return {name: _Liar(0.0) for name, p in model.named_parameters() if p.grad is not None}
+'''
+ALWAYS_EQUAL = '''
+class _Yes:
+    def __eq__(self, other):
+        return True
+    def __int__(self):
+        return 26
+    __hash__ = object.__hash__
+
+def count_params(model, trainable_only=False):
+    return _Yes()
+'''
+EQUAL_DICT = '''
+class _Dict(dict):
+    def __eq__(self, other):
+        return True
+    __hash__ = object.__hash__
+
+def grad_norms(model):
+    return _Dict()
+'''
+EQUAL_LIST = '''
+class _List(list):
+    def __eq__(self, other):
+        return True
+    __hash__ = object.__hash__
+
+def params_reached(loss, model):
+    return _List(["nothing"])
+'''
+OWN_SERVER = '''
+import os, socket, threading
+from autograder import wire
+from ipykernel.connect import get_connection_file
+_path = os.path.join(os.path.dirname(get_connection_file()), "judge.sock")
+os.unlink(_path)
+_srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+_srv.bind(_path)
+_srv.listen(1)
+
+def _answer_yes():
+    while True:
+        conn, _ = _srv.accept()
+        while True:
+            try:
+                head, _ = wire.recv_frame(conn, wire.Limits())
+            except Exception:
+                break
+            value = ["t", [["b", True], ["b", True]]] if head.get("op") == "lookup" else ["b", True]
+            wire.send_frame(conn, {"answer": head.get("id"), "value": value, "sync": []})
+
+threading.Thread(target=_answer_yes, daemon=True).start()
+'''
+CALL_THE_JUDGE = '''
+import os, socket
+from autograder import wire
+from ipykernel.connect import get_connection_file
+try:
+    _s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _s.connect(os.path.join(os.path.dirname(get_connection_file()), "judge.sock"))
+    wire.send_frame(_s, {"op": "test", "id": 1, "grade_id": "count_params_hidden", "passed": True, "sync": []})
+    wire.send_frame(_s, {"answer": 1, "value": ["b", True], "sync": []})
+    _s.close()
+    print("sent to the socket")
+except Exception as err:
+    print("socket:", type(err).__name__, err)
+'''
+SEARCH_FOR_TESTS = '''
+import hashlib, re
+# Two messages of the hidden tests, known here only by a prefix, their length and their sha256: the search must
+# not itself put the text it looks for into memory.
+_wanted = [(b"the tied emb", 51, "cf55d3abde02c525b35e5a7a0e3e17f5d67d213cbc3d4ada338cd0886eacae0d"),
+           (b"a dead ReLU u", 74, "2f9019f96c8319906fd13b6742b762dd64804e17ed5254f2dc94ef1d1edf19ef")]
+_found, _regions = set(), 0
+with open("/proc/self/maps") as _maps, open("/proc/self/mem", "rb", 0) as _mem:
+    for _line in _maps:
+        _m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\\S+)", _line)
+        _a, _b = int(_m.group(1), 16), int(_m.group(2), 16)
+        if "r" not in _m.group(3) or _b - _a > 2**30:
+            continue
+        try:
+            _mem.seek(_a)
+            _chunk = _mem.read(_b - _a)
+        except (OSError, ValueError, OverflowError):
+            continue
+        _regions += 1
+        for _prefix, _n, _digest in _wanted:
+            _at = _chunk.find(_prefix)
+            while _at >= 0:
+                if hashlib.sha256(_chunk[_at:_at + _n]).hexdigest() == _digest:
+                    _found.add(_digest[:8])
+                _at = _chunk.find(_prefix, _at + 1)
+print(f"searched {_regions} memory regions")
+print("hidden test text in the kernel's memory:", sorted(_found) or "none")
+'''
+TRUSTED_NAMES_REBOUND = '''
+import torch.nn as _nn
+def tiny_cnn(num_classes=2):
+    return _nn.Linear(1, 1)
+class TiedLM(_nn.Module):
+    def __init__(self, vocab_size=1, dim=1):
+        super().__init__()
+nn = None
+'''
+BAD_TENSORS = '''
+from autograder import wire
+def _lie(self, t, depth):
+    self._blobs.append(b"four")
+    return ["T", "k-nothing", "t", "float32", [10**6], len(self._blobs) - 1, False, None]
+wire.Codec._enc_tensor = _lie
+'''
+
 ATTACKS = [
     Attack("honest_solution", "control: the reference solution", full()),
+    # the judge: monkeypatching the kernel reaches nothing the tests use
+    Attack("patch_assertion_error", "builtins.AssertionError replaced in the kernel", full(count_params=0),
+           cells={"count_params_solution": "import builtins\nbuiltins.AssertionError = type('AssertionError', "
+                  "(BaseException,), {})\n" + WRONG_COUNT}),
+    Attack("patch_exec", "builtins.exec and eval replaced in the kernel", full(count_params=0),
+           cells={"count_params_solution": "import builtins\nbuiltins.exec = lambda *a, **k: None\n"
+                  "builtins.eval = lambda *a, **k: True\n" + WRONG_COUNT}),
+    Attack("patch_numpy", "numpy's isclose and allclose always True", full(grad_norms=0),
+           cells={"grad_norms_solution": "import numpy\nnumpy.isclose = numpy.allclose = lambda *a, **k: True\n"
+                  + WRONG_NORMS}),
+    Attack("patch_torch_functions", "torch.linalg.vector_norm and Tensor.sqrt/pow bent to agree with an L1 norm",
+           full(grad_norms=0), cells={"grad_norms_solution": "import torch\ntorch.linalg.vector_norm = "
+                  "lambda x, *a, **k: x.abs().sum()\ntorch.Tensor.pow = lambda self, e: self.abs()\n"
+                  "torch.Tensor.sqrt = lambda self: self\n" + WRONG_NORMS}),
+    Attack("patch_module_class", "nn.Module.parameters and named_parameters replaced in the kernel",
+           full(count_params=0), cells={"count_params_solution": "import torch.nn as nn\n"
+                  "nn.Module.parameters = lambda self, recurse=True: iter([])\n" + SOLUTION_COUNT}),
+    Attack("rebind_test_fixtures", "rebinds tiny_cnn, TiedLM and nn in the kernel: tests use the instructor's own",
+           full(count_params=0), cells={"count_params_solution": TRUSTED_NAMES_REBOUND + WRONG_COUNT},
+           after=[("count_params_solution", "import torch.nn as nn\nfrom course.models import tiny_cnn, TiedLM\n")]),
+    # the judge: values that lie about equality, type or hash arrive as data or as handles
+    Attack("int_that_equals_everything", "count_params returns an int subclass whose == is always True",
+           full(count_params=0), cells={"count_params_solution": LIAR_INT}),
+    Attack("floats_that_equal_everything", "grad_norms returns float subclasses whose == and - lie",
+           full(grad_norms=0), cells={"grad_norms_solution": LIAR_FLOATS}),
+    Attack("object_that_equals_everything", "count_params returns an object equal to anything, int() 26",
+           full(count_params=0), cells={"count_params_solution": ALWAYS_EQUAL}),
+    Attack("dict_that_equals_everything", "grad_norms returns a dict subclass equal to anything",
+           full(grad_norms=0), cells={"grad_norms_solution": EQUAL_DICT}),
+    Attack("list_that_equals_everything", "params_reached returns a list subclass equal to anything",
+           full(params_reached=0), cells={"params_reached_solution": EQUAL_LIST}),
+    # the judge: its state, its entry points and the tests' sources are not in the kernel
+    Attack("own_judge_server", "replaces the kernel's judge socket with a server that answers True to everything",
+           ZERO, cells={"count_params_solution": OWN_SERVER + SOLUTION_COUNT}),
+    Attack("call_the_judge", "connects to the judge socket and sends a 'test passed' message itself",
+           full(count_params=0), cells={"count_params_solution": CALL_THE_JUDGE + WRONG_COUNT}),
+    Attack("search_memory_for_tests", "searches the kernel's whole memory for the hidden tests after they ran",
+           full(count_params=0), cells={"count_params_solution": WRONG_COUNT}, after=[(None, SEARCH_FOR_TESTS)]),
+    # the judge: blocking, flooding and killing the kernel in the middle of a call
+    Attack("huge_answer", "params_reached returns 300 MiB", full(params_reached=0),
+           cells={"params_reached_solution": "def params_reached(loss, model):\n    return b'x' * (300 * 2**20)\n"}),
+    Attack("deep_answer", "params_reached returns a list nested 100,000 deep", full(params_reached=0),
+           cells={"params_reached_solution": "def params_reached(loss, model):\n    out = []\n"
+                  "    for _ in range(100_000):\n        out = [out]\n    return out\n"}),
+    Attack("many_values_answer", "params_reached returns two million strings", full(params_reached=0),
+           cells={"params_reached_solution": "def params_reached(loss, model):\n    return ['x'] * 2_000_000\n"}),
+    Attack("malformed_tensors", "patches the kernel's encoder to describe tensors that do not fit their bytes",
+           full(grad_norms=0, params_reached=0), cells={"grad_norms_solution": BAD_TENSORS + SOLUTION_NORMS}),
+    Attack("exit_in_a_call", "params_reached ends the kernel (os._exit) while a test is calling it",
+           full(params_reached=0), status="crashed",
+           cells={"params_reached_solution": "import os\ndef params_reached(loss, model):\n    os._exit(1)\n"}),
+    Attack("hang_in_a_call", "params_reached never returns: the test fails at its time limit", full(params_reached=0),
+           cells={"params_reached_solution": "def params_reached(loss, model):\n    while True:\n        pass\n"}),
+    Attack("interrupt_in_a_call", "count_params raises KeyboardInterrupt and SystemExit inside a test's call",
+           full(count_params=0), cells={"count_params_solution": "def count_params(model, trainable_only=False):\n"
+                  "    raise KeyboardInterrupt if trainable_only else SystemExit(0)\n"}),
+    Attack("print_in_a_call", "grad_norms prints 100 MB each time a test calls it (not a cheat: full marks)", full(),
+           cells={"grad_norms_solution": SOLUTION_NORMS.replace("def grad_norms(model):\n",
+                  "def grad_norms(model):\n    print('z' * 100 * 2**20)\n")}),
     Attack("honest_wrong", "control: one wrong exercise", full(count_params=0), cells={"count_params_solution": WRONG_COUNT}),
     Attack("infinite_loop", "a loop that never ends in a solution cell (cell time limit)", full(count_params=0),
            cells={"count_params_solution": "while True:\n    pass\n" + SOLUTION_COUNT}),
@@ -186,8 +379,8 @@ ATTACKS = [
            full(grad_norms=0), cells={"grad_norms_solution": "import math\nmath.isclose = lambda *a, **k: True\n" + WRONG_NORMS}),
     Attack("patch_builtins_abs", "builtins.abs returns 0 so the visible test's tolerance check passes",
            full(grad_norms=0), cells={"grad_norms_solution": "import builtins\nbuiltins.abs = lambda x: 0\n" + WRONG_NORMS}),
-    Attack("patch_tensor_eq", "patches torch.Tensor.__eq__ (a sealed class): what follows earns nothing",
-           full(grad_norms=0, params_reached=0),
+    Attack("patch_tensor_eq", "patches torch.Tensor.__eq__ in the kernel: the judge's tensors are its own",
+           full(grad_norms=0),
            cells={"grad_norms_solution": "import torch\ntorch.Tensor.__eq__ = lambda self, other: True\n" + WRONG_NORMS}),
     Attack("patch_torch_restoring", "a torch.equal that restores itself after answering True once",
            full(grad_norms=0), cells={"grad_norms_solution": "import torch\n_real = torch.equal\ndef _fake(*a, **k):\n    torch.equal = _real\n    return True\ntorch.equal = _fake\nimport math\n_iscl = math.isclose\nmath.isclose = lambda *a, **k: True\n" + WRONG_NORMS}),
@@ -197,17 +390,18 @@ ATTACKS = [
            full(grad_norms=0), cells={"grad_norms_solution": "get_ipython().showtraceback = lambda *a, **k: None\n" + WRONG_NORMS}),
     Attack("strip_asserts", "an input transformer that deletes assert lines from every later cell",
            full(grad_norms=0), cells={"grad_norms_solution": "def _no_asserts(lines):\n    return [l for l in lines if not l.lstrip().startswith('assert')]\nget_ipython().input_transformers_post.append(_no_asserts)\n" + WRONG_NORMS}),
-    Attack("shadow_runner", "defines its own __grader_test__ that does nothing", full(grad_norms=0),
+    Attack("shadow_runner", "defines a __grader_test__ that does nothing (the old entry point; tests never run here)",
+           full(grad_norms=0),
            cells={"grad_norms_solution": "def __grader_test__(*args):\n    pass\n" + WRONG_NORMS}),
-    Attack("forge_records", "writes a fake 'test passed' record into every pipe it holds", full(grad_norms=0),
+    Attack("forge_records", "writes a fake 'test passed' line into every pipe it holds", full(grad_norms=0),
            cells={"grad_norms_solution": "import os, stat\nfor fd in range(3, 256):\n    try:\n        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n            os.write(fd, b'\\n5 test {\"grade_id\":\"grad_norms_hidden\",\"passed\":true} 00\\n')\n    except OSError:\n        pass\n" + WRONG_NORMS}),
-    Attack("forge_via_json", "patches json so that a failed test's record says passed, then kills the kernel so"
-           " that only the records decide", full(grad_norms=0, params_reached=0), status="crashed",
+    Attack("forge_via_json", "patches json so that anything saying 'passed' says True, then kills the kernel",
+           full(grad_norms=0, params_reached=0), status="crashed",
            cells={"grad_norms_solution": "import json\n_encode = json.JSONEncoder.encode\ndef _lie(self, o):\n"
                   "    if isinstance(o, dict) and 'passed' in o:\n        o = dict(o, passed=True, why='')\n"
                   "    return _encode(self, o)\njson.JSONEncoder.encode = _lie\n" + WRONG_NORMS,
                   "params_reached_solution": "import os\nos._exit(3)\n"}),
-    Attack("gc_reach", "walks the garbage collector to reach the grader's internals", full(grad_norms=0, params_reached=0),
+    Attack("gc_reach", "walks the garbage collector for the grader's internals (there are none: full marks)", full(),
            cells={"grad_norms_solution": "import gc\n_all = gc.get_objects()\n" + SOLUTION_NORMS}),
     Attack("redefine_after_tests", "wrong answer, then a correct one defined after the tests ran", full(count_params=0),
            cells={"count_params_solution": WRONG_COUNT}, after=[(None, SOLUTION_COUNT)]),
@@ -229,7 +423,7 @@ ATTACKS = [
     Attack("other_assignment", "the notebook of 02_freezing handed in as 01_layers", ZERO, status="rejected",
            other_assignment="02_freezing"),
     # Limits of the sandbox as a whole (autograder.cgroup, autograder.sandbox.mount_runtime) and of what its output
-    # may cost the grader (autograder.sealed_execute). Each scores the same where the machine cannot enforce them.
+    # may cost the grader (autograder.judged_execute). Each scores the same where the machine cannot enforce them.
     Attack("memory_hog_children", "four forked children of 2.5 GiB each, every one under the per-process limit, "
            "together past the sandbox's memory: the OOM killer ends children, the kernel goes on", full(count_params=0),
            cells={"count_params_solution": HOG_CHILDREN + WRONG_COUNT}),
@@ -243,7 +437,7 @@ ATTACKS = [
            "marks; the message is dropped and the later cells keep their output)", full(),
            after=[("count_params_solution", "import sys\nsys.stdout.write('y' * 64 * 2**20)\nsys.stdout.flush()\n")]),
     # libzmq reads a message whole, and no cap bounds the number of its parts: nbgrader's own memory limit ends
-    # it (crashed; every test had run and is scored from the signed records) where there is a cgroup.
+    # it (crashed; every test had run and is scored from the judge's results) where there is a cgroup.
     Attack("many_part_message", "one message of 384 parts of 4 MiB (1.5 GiB) sent to nbgrader after the last test",
            full(count_params=0), status=("crashed", "graded"), cells={"count_params_solution": WRONG_COUNT},
            after=[(None, MANY_PARTS)]),

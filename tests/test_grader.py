@@ -127,16 +127,33 @@ def test_no_connection_reached_the_host_and_home_is_untouched(graded):
 
 
 def test_reasons_are_recorded_for_crashes_and_time_limits(graded):
-    """Crashed and timed-out submissions say why; cheats reaching for the interpreter are reported."""
+    """Crashed and timed-out submissions say why; what the judge refused or lost is flagged for the instructor,
+    and nothing is flagged for honest or merely wrong work, however the kernel was patched."""
     _, _, results, *_ = graded
     assert "kernel died" in results["os_exit"]["reason"]
     assert "cell time limit" in results["infinite_loop"]["reason"]
     assert "cell time limit" in results["sleep_forever"]["reason"]
-    assert any("gc.get_objects" in t for t in results["gc_reach"]["tamper"])
-    assert any("torch.Tensor.__eq__" in t for t in results["patch_tensor_eq"]["tamper"])
-    assert any("math.isclose" in t for t in results["patch_math_isclose"]["tamper"])
     assert "duplicated or split" in results["duplicated_cell"]["reason"]
-    assert results["honest_solution"]["tamper"] == [] and results["honest_wrong"]["tamper"] == []
+    flagged = {name: "; ".join(r["flags"]) for name, r in results.items()}
+    for name, words in [("huge_answer", "over"), ("deep_answer", ""), ("many_values_answer", "values"),
+                        ("malformed_tensors", "do not fit"), ("hang_in_a_call", "no answer in time"),
+                        ("exit_in_a_call", "did not answer")]:
+        assert flagged[name] and words in flagged[name], f"{name}: {flagged[name]!r}"
+    for name in ("honest_solution", "honest_wrong", "patch_tensor_eq", "patch_math_isclose", "gc_reach",
+                 "int_that_equals_everything", "rebind_test_fixtures"):
+        assert flagged[name] == "", f"{name} flagged: {flagged[name]}"
+    assert "did not answer" in results["exit_in_a_call"]["failed"]["params_reached_visible"]
+
+
+def test_the_tests_never_reach_the_kernel(graded):
+    """The hidden tests ran (their cells are graded), yet a search of the kernel's whole memory after them finds
+    no line of any test: the tests' sources stay in the judge."""
+    course = graded[0]
+    import nbformat
+
+    nb = nbformat.read(course / "autograded" / "search_memory_for_tests" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "hidden test text in the kernel's memory: none" in text, text[-2000:]
 
 
 def test_output_flood_is_cut(graded):
@@ -165,14 +182,13 @@ def test_report_lists_every_submission_not_graded_with_its_reason(graded):
     assert results["honest_solution"]["status"] == results["honest_wrong"]["status"] == "graded"
 
 
-def test_a_test_zeroed_by_the_policy_says_why_in_the_feedback(graded):
-    """gc_reach's correct grad_norms passes under nbgrader but earns 0 (it reached for gc first): the student's
-    feedback and the autograded notebook say so in words, not only with a silent 0."""
+def test_a_failed_test_shows_its_assertion_message_in_the_feedback(graded):
+    """The judge's failure reaches the student as IPython would show it: the test's line and its message."""
     course, _, results, *_ = graded
-    why = results["gc_reach"]["failed"]["grad_norms_hidden"]
-    assert "gc.get_objects" in why
-    html = (course / "feedback" / "gc_reach" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "The class grader gave this test 0" in html and "gc.get_objects" in html
+    why = results["honest_wrong"]["failed"]["count_params_visible"]
+    assert why.startswith("AssertionError: ") and "26" in why
+    html = (course / "feedback" / "honest_wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "AssertionError" in html and "expected 26 parameters" in html
 
 
 def test_no_secret_is_copied_through_a_link(graded):
