@@ -28,8 +28,10 @@ import contextlib
 import io
 import linecache
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 
@@ -43,6 +45,15 @@ PRELOAD = ("torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.uti
 class KernelUnavailable(BaseException):
     """The kernel died or stopped answering: no test that runs after this can pass. A BaseException, so that a
     test's own ``except Exception`` does not swallow it."""
+
+
+class TestTimeout(BaseException):
+    """The test itself (a loop in the instructor's code, a callback) ran past its time: a BaseException, so that a
+    test's ``except Exception`` does not swallow it."""
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout("the test ran past its time limit")
 
 
 class TestNamespace(dict):
@@ -95,6 +106,10 @@ class Judge:
         ns["__name__"] = "__main__"
         filename = f"<test {grade_id}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        alarm = threading.current_thread() is threading.main_thread()
+        if alarm:  # the socket's deadline bounds waiting for the kernel; this bounds the judge's own work
+            previous = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, seconds + 5)
         try:
             code = compile(source, filename, "exec")
             with contextlib.redirect_stdout(out):
@@ -110,8 +125,14 @@ class Judge:
         except BaseException as err:  # noqa: BLE001  (a failed test, whatever it raised)
             if isinstance(err, KeyboardInterrupt):
                 raise
+            if isinstance(err, TestTimeout):  # possibly in the middle of a message: the kernel is not asked again
+                self.broken = f"an earlier test ({grade_id}) ran past its time limit"
             result.update(ename=type(err).__name__, evalue=str(err)[:4000],
                           traceback=_traceback(err, filename))
+        finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
         result["stdout"] = out.getvalue()[:OUTPUT_KEPT]
         return result
 

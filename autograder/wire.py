@@ -79,8 +79,13 @@ def send_frame(sock, header, blobs=()):
     for blob in blobs:
         view = memoryview(blob).cast("B")
         parts += [_BLOB.pack(view.nbytes), view]
-    for part in parts:
-        sock.sendall(part)
+    try:
+        for part in parts:
+            sock.sendall(part)
+    except socket.timeout:
+        raise PeerGone("no answer in time") from None
+    except OSError as err:  # a closed connection (the other side died or gave up)
+        raise PeerGone(f"connection lost ({err})") from None
 
 
 def _recv_exact(sock, n, deadline):

@@ -99,7 +99,7 @@ def decide(cells, nb_scores, results, status):
     for rec in results:
         tests.setdefault(rec["grade_id"], rec)  # a test cell duplicated by the student: its first run counts
         why = rec.get("why", "")
-        if rec.get("grader_error") or why.startswith(("ProtocolError", "PeerGone", "KernelUnavailable")):
+        if rec.get("grader_error") or why.startswith(("ProtocolError", "PeerGone", "TestTimeout")):
             flags[f"{rec['grade_id']}: {why[:300]}"] = None
     scores, failed = {}, {}
     for gid, (max_score, is_test) in cells.items():

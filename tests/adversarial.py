@@ -284,9 +284,10 @@ ATTACKS = [
     Attack("patch_assertion_error", "builtins.AssertionError replaced in the kernel", full(count_params=0),
            cells={"count_params_solution": "import builtins\nbuiltins.AssertionError = type('AssertionError', "
                   "(BaseException,), {})\n" + WRONG_COUNT}),
-    Attack("patch_exec", "builtins.exec and eval replaced in the kernel", full(count_params=0),
-           cells={"count_params_solution": "import builtins\nbuiltins.exec = lambda *a, **k: None\n"
-                  "builtins.eval = lambda *a, **k: True\n" + WRONG_COUNT}),
+    Attack("patch_exec", "builtins.exec and eval replaced in the kernel (plain nbgrader then runs no test at all)",
+           full(params_reached=0), cells={"params_reached_solution": "import builtins\n"
+                  "builtins.exec = lambda *a, **k: None\nbuiltins.eval = lambda *a, **k: True\n"
+                  "def params_reached(loss, model):\n    return []\n"}),
     Attack("patch_numpy", "numpy's isclose and allclose always True", full(grad_norms=0),
            cells={"grad_norms_solution": "import numpy\nnumpy.isclose = numpy.allclose = lambda *a, **k: True\n"
                   + WRONG_NORMS}),
@@ -324,7 +325,7 @@ ATTACKS = [
     Attack("deep_answer", "params_reached returns a list nested 100,000 deep", full(params_reached=0),
            cells={"params_reached_solution": "def params_reached(loss, model):\n    out = []\n"
                   "    for _ in range(100_000):\n        out = [out]\n    return out\n"}),
-    Attack("many_values_answer", "params_reached returns two million strings", full(params_reached=0),
+    Attack("many_values_answer", "params_reached returns 600,000 strings", full(params_reached=0),
            cells={"params_reached_solution": "def params_reached(loss, model):\n    return ['x'] * 2_000_000\n"}),
     Attack("malformed_tensors", "patches the kernel's encoder to describe tensors that do not fit their bytes",
            full(grad_norms=0, params_reached=0), cells={"grad_norms_solution": BAD_TENSORS + SOLUTION_NORMS}),

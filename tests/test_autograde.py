@@ -4,7 +4,7 @@ For every assignment with a module in tests/submissions/: the solution earns ful
 earns 0, each realistic wrong answer loses its own exercise's points and only those, correct variants earn
 full marks, edited locked cells are graded by the original tests, deleted test cells are put back, and a
 warning on stderr does not zero a test cell (with a control graded without the course's IgnorePattern).
-Every case is graded by the class grader (``python -m autograder.grade``: sandboxed kernels, sealed tests), as an
+Every case is graded by the class grader (``python -m autograder.grade``: sandboxed kernels, tests in the judge), as an
 instructor grades a class, with wrong answers to unrelated exercises sharing one submission (``tests.grading.pack``:
 each member's expectation still checked). Stock ``nbgrader autograde`` grades the solution, the blank release and
 the warning case: the course's notebooks grade right without our grader too. Grading every case with both, one
@@ -144,7 +144,7 @@ def test_class_grader_fixture_scores(class_graded, name, case, members):
     scores, results = class_graded(name)
     result = results[case.student]
     assert result["status"] == "graded", f"{case.student}: {result['status']}: {result['reason']}"
-    assert result["tamper"] == [], f"{case.student}: the sealed kernel reported {result['tamper']}"
+    assert result["flags"] == [], f"{case.student}: the judge flagged {result['flags']}"
     _check(scores, case, MODULES[name].EXERCISES)
 
 

@@ -1,6 +1,6 @@
 """Limits that hold a whole sandbox, not one process: its memory and tasks together (autograder.cgroup), its
 runtime folder on a small tmpfs (autograder.sandbox.mount_runtime), and what its output may cost the trusted
-nbgrader process (autograder.sealed_execute). Real kernels in the real sandbox; nothing is mocked.
+nbgrader process (autograder.judged_execute). Real kernels in the real sandbox; nothing is mocked.
 
 The cgroup and tmpfs cases need root (as the grader runs on a course server, and in CI) and a machine with
 cgroups: ``limits_in_force`` says what holds here, and those cases fail, saying why, where it is not.
@@ -67,7 +67,7 @@ class Kernel:
         self.conn.sendall(f"{self.connection_file}\n".encode())
         self.client = BlockingKernelClient()
         self.client.load_connection_file(str(self.connection_file))
-        self.client.start_channels(hb=False)  # no heartbeat yet while the kernel seals itself: wait for its reply
+        self.client.start_channels(hb=False)  # no heartbeat yet while the kernel starts: wait for its reply
         self.client.wait_for_ready(timeout=120)
 
     def run(self, code, timeout=120):

@@ -1,13 +1,16 @@
 """Benchmark: the class grader against plain nbgrader, side by side in one run; prints figures.
 
-1. One submission of ASSIGNMENT: `python -m autograder.grade` with one worker (sandbox, seal, intake,
+1. One submission of ASSIGNMENT: `python -m autograder.grade` with one worker (sandbox, judge, intake,
    gradebook merge, no feedback/export) against plain `nbgrader autograde --student` of the same notebook.
-   Target: at most 1.1x plain nbgrader's time.
+   Target: at most 1.1x plain nbgrader's time. With ``--baseline DIR`` (a checkout of an earlier grader, e.g.
+   ``git worktree add /tmp/base 3097ec5``), that grader is timed in the same run too: the judge's target is at
+   most 1.2x the grader before it.
 2. A class of N generated submissions (correct, wrong, a kernel that dies, in turn): the grader with
    --workers W against plain serial `nbgrader autograde` of the whole class. Target: at least 1.8x the
    throughput on 2 cores.
 
 Usage: python -m tests.benchmarks.grading [--assignment 01_layers] [--class-size 40] [--workers 2] [--repeats 3]
+       [--baseline DIR]
 """
 import argparse
 import shutil
@@ -67,20 +70,27 @@ def main(argv=None):
     parser.add_argument("--class-size", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier grader, timed beside this one")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
         one = new_course(tmp / "one", args.assignment)
         make_class(one, args.assignment, 1)
         add_students(one, ["student000"])
-        ours, plain = [], []
-        for _ in range(args.repeats):  # interleaved, so both see the same machine state
+        ours, plain, base = [], [], []
+        for _ in range(args.repeats):  # interleaved, so all see the same machine state
             plain.append(timed(plain_cmd(args.assignment, "student000"), one, check=False))
             ours.append(timed(grader_cmd(one, args.assignment, 1), ROOT))
+            if args.baseline:
+                base.append(timed(grader_cmd(one, args.assignment, 1), args.baseline))
         p, o = statistics.median(plain), statistics.median(ours)
         figures = {"one": (p, o)}
         print(f"1. one submission of {args.assignment} (median of {args.repeats}): plain nbgrader {p:.1f} s, "
               f"sandboxed grader {o:.1f} s: {o / p:.2f}x plain (target <= 1.1x)")
+        if base:
+            b = statistics.median(base)
+            figures["baseline"] = b
+            print(f"   the grader at {args.baseline}: {b:.1f} s: this one takes {o / b:.2f}x its time (target <= 1.2x)")
         whole = new_course(tmp / "class", args.assignment)
         students = make_class(whole, args.assignment, args.class_size)
         add_students(whole, students)
