@@ -326,7 +326,7 @@ ATTACKS = [
            cells={"params_reached_solution": "def params_reached(loss, model):\n    out = []\n"
                   "    for _ in range(100_000):\n        out = [out]\n    return out\n"}),
     Attack("many_values_answer", "params_reached returns 600,000 strings", full(params_reached=0),
-           cells={"params_reached_solution": "def params_reached(loss, model):\n    return ['x'] * 2_000_000\n"}),
+           cells={"params_reached_solution": "def params_reached(loss, model):\n    return ['x'] * 600_000\n"}),
     Attack("malformed_tensors", "patches the kernel's encoder to describe tensors that do not fit their bytes",
            full(grad_norms=0, params_reached=0), cells={"grad_norms_solution": BAD_TENSORS + SOLUTION_NORMS}),
     Attack("exit_in_a_call", "params_reached ends the kernel (os._exit) while a test is calling it",
