@@ -82,7 +82,7 @@ class Limits:
     folders included (a cgroup, where the machine has one: ``autograder.cgroup``); processes: tasks (threads
     count) the sandbox's user may have (and, with a cgroup, the sandbox as a whole); file: largest file it may
     write; scratch: size of its private working folder and of its /tmp; output: bytes of a cell's output the
-    grader keeps (twice that for one message, four times for the notebook: ``autograder.sealed_execute``).
+    grader keeps (twice that for one message, four times for the notebook: ``autograder.judged_execute``).
 
     sandbox_memory is the per-process limit plus 2 GiB, so that one runaway process meets its own limit
     first (a MemoryError the notebook shows) even with both scratch folders full (they are memory too), and
@@ -122,7 +122,7 @@ def bwrap_argv(workdir, runtime_dir, data_dir=None, scratch=512 * MiB, root=ROOT
     """
     if os.geteuid() == 0:
         # As root bwrap needs no user namespace; the kernel then drops to a private uid of its own
-        # (autograder.seal), which is what makes the process limit count: root ignores RLIMIT_NPROC.
+        # (autograder.kernel_boot), which is what makes the process limit count: root ignores RLIMIT_NPROC.
         argv = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                 "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:

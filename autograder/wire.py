@@ -853,7 +853,10 @@ class Peer:
                 raise
             self._send({}, {"answer": req_id, "error": describe_error(err), "out": getattr(err, "_out", "")})
             return
-        self._send({"value": value}, {"answer": req_id, "out": out})
+        try:
+            self._send({"value": value}, {"answer": req_id, "out": out})
+        except ProtocolError as err:  # this side's own encoder refused the answer (nested too deep): say so
+            self._send({}, {"answer": req_id, "error": describe_error(err), "out": out})
 
     def serve(self):
         while True:

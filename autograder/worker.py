@@ -253,7 +253,7 @@ def grade_one(job, slot=None, judge=None):
         status, reason = "timed out", f"the notebook ran longer than {limits.notebook_s} s"
     elif "DeadKernelError" in output or "Kernel died" in output:
         status, reason = "crashed", "the kernel died (os._exit, a segfault, or killed for memory) while a cell ran"
-    elif slot.memory_kills.get("nbgrader"):  # a flood of output the caps could not stop (autograder.sealed_execute)
+    elif slot.memory_kills.get("nbgrader"):  # a flood of output the caps could not stop (autograder.judged_execute)
         status, reason = "crashed", "the notebook's output made the grader's nbgrader process reach its memory limit"
     elif rc != 0 or not autograded.exists():
         status, reason = "crashed", _last_error(output)
