@@ -19,7 +19,7 @@ from pathlib import Path
 
 from autograder import sandbox
 
-JUDGE_MEMORY = 4 * 1024**3  # bytes of address space: decoding is bounded far below this (autograder.wire.Limits)
+JUDGE_MEMORY = 8 * 1024**3  # bytes of address space, as a kernel gets (torch reserves much more than it uses)
 
 
 class Judge:

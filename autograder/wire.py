@@ -394,12 +394,7 @@ class Codec:
         module = x.__name__ if isinstance(x, types.ModuleType) else getattr(x, "__module__", None)
         qualname = "" if isinstance(x, types.ModuleType) else getattr(x, "__qualname__", None)
         if module in (None, "__main__") or not isinstance(qualname, str) or "<" in qualname:
-            if self.judge:
-                if mid is None:
-                    mid = self.registry.new_mid(x)
-                self._memo.add(mid)
-                return ["C", mid, str(getattr(x, "__name__", "function"))]
-            return self._enc_handle(x, mid)
+            return self._enc_named_local(x, mid)
         if mid is None:
             mid = self.registry.new_mid(x)
         self._memo.add(mid)

@@ -414,8 +414,11 @@ CASES = [
            "keep_bn_eval_solution", KEEP_ONCE, {"keep_bn_eval_visible": 0, "keep_bn_eval_hidden": 0}),
     wrong("keep_train_without_mode", "replaces model.train with a function that takes no mode: eval() breaks",
            "keep_bn_eval_solution", KEEP_TRAIN_WITHOUT_MODE, {"keep_bn_eval_hidden": 0}),
+    # A class patched in the student's kernel never reaches the judge's own torch (autograder.judge): the model
+    # the test trains keeps an unpatched BatchNorm, so the visible test fails too (in the student's own kernel,
+    # where the self-check runs, it passes).
     wrong("keep_patches_the_class", "patches BatchNorm's class: every other model's BatchNorm stops training too",
-           "keep_bn_eval_solution", KEEP_PATCHES_THE_CLASS, {"keep_bn_eval_hidden": 0}),
+           "keep_bn_eval_solution", KEEP_PATCHES_THE_CLASS, {"keep_bn_eval_visible": 0, "keep_bn_eval_hidden": 0}),
     wrong("freeze_evals_norms", "with train_bn=False also calls eval() on the norm layers: freezing is not eval()",
            "freeze_train_bn_solution", FREEZE_EVALS_NORMS, {"freeze_train_bn_hidden": 0}),
     wrong("keep_wraps_train_late", "wraps model.train but leaves the layers in train mode until the next model.train()",
