@@ -38,8 +38,7 @@ import traceback
 from autograder.wire import Limits, Peer, PeerGone, ProtocolError, Registry, recv_frame, send_frame
 
 OUTPUT_KEPT = 256 * 1024
-PRELOAD = ("torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.utils.data", "numpy", "torchvision",
-           "course", "course.models", "course.fit")
+PRELOAD = ("torch", "numpy")  # what every test needs; the rest is imported when a preamble asks for it
 
 
 class KernelUnavailable(BaseException):
@@ -159,10 +158,12 @@ def _run_preamble(statements, ns):
             print(f"[judge] preamble statement failed ({type(err).__name__}: {err}): {text[:80]!r}", file=sys.stderr)
 
 
-def definitions(cells):
+def definitions(cells, used=None):
     """The statements of the instructor's given cells ``cells`` (sources, in order) that the judge runs before a
     test: imports from trusted packages (``autograder.wire.TRUSTED``), and function and class definitions.
-    Nothing else: no call, no assignment, so that the preamble costs microseconds and runs no training."""
+    Nothing else: no call, no assignment, so that the preamble costs microseconds and runs no training.
+    used: the names the test and these definitions use (``names_used``); an import that binds none of them is left
+    out (``from course.plots import ...`` would import matplotlib for nothing). None: keep every import."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     from autograder.wire import trusted_module
@@ -176,13 +177,33 @@ def definitions(cells):
             continue
         for node in tree.body:
             if isinstance(node, ast.Import):
-                keep = all(trusted_module(a.name) for a in node.names)
+                keep = all(trusted_module(a.name) for a in node.names) and _binds(node, used)
             elif isinstance(node, ast.ImportFrom):
-                keep = node.level == 0 and trusted_module(node.module)
+                keep = node.level == 0 and trusted_module(node.module) and _binds(node, used)
             else:
                 keep = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             if keep:
                 out.append(ast.get_source_segment(text, node))
+    return out
+
+
+def _binds(node, used):
+    if used is None:
+        return True
+    return any((a.asname or a.name.split(".")[0]) in used for a in node.names)
+
+
+def names_used(sources):
+    """Every name read or attribute's root in ``sources`` (Python texts; IPython's syntax is transformed)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    out, transform = set(), TransformerManager().transform_cell
+    for source in sources:
+        try:
+            tree = ast.parse(transform(source))
+        except (SyntaxError, ValueError):
+            continue
+        out.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
     return out
 
 
@@ -200,16 +221,17 @@ def _traceback(err, filename):
 
 
 def serve(path):
-    """Listen on ``path``; one notebook (connection) at a time."""
+    """Listen on ``path``; one notebook (connection) at a time. The socket listens before torch is imported, so
+    that the grader's first connection waits in the queue while the import finishes, not before it starts."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    print("ready", flush=True)
     for name in PRELOAD:
         try:
             __import__(name)
         except ImportError:
             pass
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(4)
-    print("ready", flush=True)
     while True:
         conn, _ = listener.accept()
         try:

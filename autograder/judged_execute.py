@@ -80,7 +80,7 @@ def source_preambles(path, tests):
     instructor's source notebook at ``path``; {} when there is none (each test then runs on its own)."""
     import nbformat
 
-    from autograder.judge import definitions
+    from autograder.judge import definitions, names_used
 
     if not Path(path).is_file():
         return {}
@@ -91,7 +91,9 @@ def source_preambles(path, tests):
             continue
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade_id") in tests and is_test_cell(cell):
-            out[meta["grade_id"]] = definitions(given)
+            defs = definitions(given, used=set())
+            used = names_used([cell.source, *defs])
+            out[meta["grade_id"]] = definitions(given, used)
         elif not meta.get("solution") and not meta.get("grade"):
             given.append(cell.source)
     return out

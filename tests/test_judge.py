@@ -273,3 +273,14 @@ def _memory_contains(pid, needle):
             except (OSError, ValueError, OverflowError):
                 continue
     return False
+
+
+def test_an_answer_the_kernel_cannot_encode_is_an_error_and_the_kernel_stays(kernel):
+    """An answer nested too deep for the kernel's own encoder comes back as an error for that call; the kernel is
+    still asked in the next test."""
+    kernel.run("def answer():\n    out = []\n    for _ in range(10_000):\n        out = [out]\n    return out\n"
+               "def fine():\n    return 7\n")
+    judge = Judge(kernel.sock)
+    first = run(kernel, "answer()", judge=judge)
+    assert not first["passed"] and first["ename"] == "ProtocolError" and "nested deeper" in first["evalue"]
+    assert run(kernel, "assert fine() == 7", judge=judge)["passed"]
