@@ -16,6 +16,7 @@ from pathlib import Path
 
 from autograder.course_dir import ROOT
 from autograder.judge import Judge
+from autograder.judged_execute import is_test_cell as is_test, source_preambles
 
 CELL_RUNNER = r'''
 import json, os, sys, traceback, contextlib, io
@@ -69,17 +70,10 @@ class PlainKernel:
         self.proc.wait()
 
 
-def is_test(cell):
-    meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
 def grade(nb, assignment, seconds=120, verbose=False):
     """{grade_id: (passed, why)} for every test cell of notebook ``nb`` (a NotebookNode), with the sources of
     the source notebook's tests (as the grader sends the gradebook's)."""
     import nbformat
-
-    from autograder.judged_execute import source_preambles
 
     path = Path(ROOT) / "source" / assignment / f"{assignment}.ipynb"
     source = nbformat.read(path, as_version=4)
@@ -127,12 +121,10 @@ def main(argv=None):
         print(f"== {case.student}")
         nb = build_submission(case, assignment)
         res = grade(nb, assignment, verbose=True)
-        max_scores = {gid: 1 for gid in res}
-        want = {gid: case.expected({g: 1.0 for g in res}).get(gid) for gid in res}
+        want = case.expected({gid: 1.0 for gid in res})
         for gid, (passed, _) in res.items():
-            if float(passed) != (want[gid] > 0):
+            if passed != (want[gid] > 0):
                 print(f"  MISMATCH {gid}: judge {'passed' if passed else 'failed'}, expected score {want[gid]}")
-        del max_scores
 
 
 if __name__ == "__main__":
