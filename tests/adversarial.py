@@ -234,7 +234,9 @@ except Exception as err:
     print("socket:", type(err).__name__, err)
 '''
 SEARCH_FOR_TESTS = '''
-import hashlib, re
+import ctypes, hashlib, re
+# The sandbox's kernel changed its uid at start, which makes /proc/self/mem root's: make it the kernel's again.
+ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
 # Two messages of the hidden tests, known here only by a prefix, their length and their sha256: the search must
 # not itself put the text it looks for into memory.
 _wanted = [(b"the tied emb", 51, "cf55d3abde02c525b35e5a7a0e3e17f5d67d213cbc3d4ada338cd0886eacae0d"),
@@ -244,7 +246,7 @@ with open("/proc/self/maps") as _maps, open("/proc/self/mem", "rb", 0) as _mem:
     for _line in _maps:
         _m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\\S+)", _line)
         _a, _b = int(_m.group(1), 16), int(_m.group(2), 16)
-        if "r" not in _m.group(3) or _b - _a > 2**30:
+        if "rw" not in _m.group(3) or _b - _a > 2**30:  # data: where a test's text would be; not code
             continue
         try:
             _mem.seek(_a)
@@ -302,16 +304,12 @@ ATTACKS = [
            full(count_params=0), cells={"count_params_solution": TRUSTED_NAMES_REBOUND + WRONG_COUNT},
            after=[("count_params_solution", "import torch.nn as nn\nfrom course.models import tiny_cnn, TiedLM\n")]),
     # the judge: values that lie about equality, type or hash arrive as data or as handles
-    Attack("int_that_equals_everything", "count_params returns an int subclass whose == is always True",
-           full(count_params=0), cells={"count_params_solution": LIAR_INT}),
-    Attack("floats_that_equal_everything", "grad_norms returns float subclasses whose == and - lie",
-           full(grad_norms=0), cells={"grad_norms_solution": LIAR_FLOATS}),
-    Attack("object_that_equals_everything", "count_params returns an object equal to anything, int() 26",
-           full(count_params=0), cells={"count_params_solution": ALWAYS_EQUAL}),
-    Attack("dict_that_equals_everything", "grad_norms returns a dict subclass equal to anything",
-           full(grad_norms=0), cells={"grad_norms_solution": EQUAL_DICT}),
-    Attack("list_that_equals_everything", "params_reached returns a list subclass equal to anything",
-           full(params_reached=0), cells={"params_reached_solution": EQUAL_LIST}),
+    Attack("values_that_equal_everything", "an int, float and list subclass whose == is always True (and - lies)",
+           ZERO, cells={"count_params_solution": LIAR_INT, "grad_norms_solution": LIAR_FLOATS,
+                        "params_reached_solution": EQUAL_LIST}),
+    Attack("objects_that_equal_everything", "an object equal to anything (int() 26) and a dict subclass likewise",
+           full(count_params=0, grad_norms=0),
+           cells={"count_params_solution": ALWAYS_EQUAL, "grad_norms_solution": EQUAL_DICT}),
     # the judge: its state, its entry points and the tests' sources are not in the kernel
     Attack("own_judge_server", "replaces the kernel's judge socket with a server that answers True to everything",
            ZERO, cells={"count_params_solution": OWN_SERVER + SOLUTION_COUNT}),
@@ -337,9 +335,9 @@ ATTACKS = [
     Attack("interrupt_in_a_call", "count_params raises KeyboardInterrupt and SystemExit inside a test's call",
            full(count_params=0), cells={"count_params_solution": "def count_params(model, trainable_only=False):\n"
                   "    raise KeyboardInterrupt if trainable_only else SystemExit(0)\n"}),
-    Attack("print_in_a_call", "grad_norms prints 100 MB each time a test calls it (not a cheat: full marks)", full(),
+    Attack("print_in_a_call", "grad_norms prints 8 MB each time a test calls it (not a cheat: full marks)", full(),
            cells={"grad_norms_solution": SOLUTION_NORMS.replace("def grad_norms(model):\n",
-                  "def grad_norms(model):\n    print('z' * 100 * 2**20)\n")}),
+                  "def grad_norms(model):\n    print('z' * 8 * 2**20)\n")}),
     Attack("honest_wrong", "control: one wrong exercise", full(count_params=0), cells={"count_params_solution": WRONG_COUNT}),
     Attack("infinite_loop", "a loop that never ends in a solution cell (cell time limit)", full(count_params=0),
            cells={"count_params_solution": "while True:\n    pass\n" + SOLUTION_COUNT}),

@@ -140,7 +140,7 @@ def test_reasons_are_recorded_for_crashes_and_time_limits(graded):
                         ("exit_in_a_call", "did not answer")]:
         assert flagged[name] and words in flagged[name], f"{name}: {flagged[name]!r}"
     for name in ("honest_solution", "honest_wrong", "patch_tensor_eq", "patch_math_isclose", "gc_reach",
-                 "int_that_equals_everything", "rebind_test_fixtures"):
+                 "values_that_equal_everything", "rebind_test_fixtures"):
         assert flagged[name] == "", f"{name} flagged: {flagged[name]}"
     assert "did not answer" in results["exit_in_a_call"]["failed"]["params_reached_visible"]
 
