@@ -40,21 +40,6 @@ def count_params(model, trainable_only=False):
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 '''
 
-HOG_CHILDREN = '''
-import os, signal
-kids = []
-for _ in range(4):
-    pid = os.fork()
-    if pid == 0:
-        try:
-            hog = [bytearray(2**28) for _ in range(10)]
-        except MemoryError:
-            os._exit(1)
-        os._exit(0)
-    kids.append(pid)
-ends = [os.waitpid(pid, 0)[1] for pid in kids]
-print("children killed:", sum(os.WIFSIGNALED(e) and os.WTERMSIG(e) == signal.SIGKILL for e in ends), "of", len(kids))
-'''
 FILL_RUNTIME = '''
 import os
 from ipykernel.connect import get_connection_file
@@ -423,13 +408,13 @@ ATTACKS = [
            other_assignment="02_freezing"),
     # Limits of the sandbox as a whole (autograder.cgroup, autograder.sandbox.mount_runtime) and of what its output
     # may cost the grader (autograder.judged_execute). Each scores the same where the machine cannot enforce them.
-    Attack("memory_hog_children", "four forked children of 2.5 GiB each, every one under the per-process limit, "
-           "together past the sandbox's memory: the OOM killer ends children, the kernel goes on", full(count_params=0),
-           cells={"count_params_solution": HOG_CHILDREN + WRONG_COUNT}),
+    # Children that together pass the sandbox's memory are tested on a kernel with a 1.5 GiB sandbox
+    # (tests/test_sandbox_limits.py): at this run's 8 GiB the OOM killer takes 10-15 s to act, over the cell limit.
     Attack("fill_runtime_folder", "writes 640 MiB into the runtime folder that holds its connection file and sockets "
            "(bound read-write; a 16 MiB tmpfs when grading as root)", full(count_params=0),
            cells={"count_params_solution": FILL_RUNTIME + WRONG_COUNT}),
-    Attack("print_1gib", "prints 1 GiB in 1 MiB messages (not a cheat: full marks; nbgrader keeps 4 MiB of it)", full(),
+    Attack("print_1gib", "prints up to 1 GiB in 1 MiB messages until the cell's time limit (not a cheat: full marks; "
+           "nbgrader keeps 4 MiB of it; the whole 1 GiB: tests/test_sandbox_limits.py)", full(),
            after=[("count_params_solution", "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (2**20 - 1) + "
                    "'\\n')\n    sys.stdout.flush()\n")]),
     Attack("print_one_huge_message", "one 64 MiB message, over the 8 MiB a message may have (not a cheat: full "

@@ -110,7 +110,7 @@ def test_the_judge_refuses_data_past_its_limits(value, why):
     def send():
         try:
             wire.send_frame(a, {"value": None}, [bytes(2 << 20)])
-        except OSError:
+        except wire.PeerGone:
             pass  # the judge stopped reading: what it must do
 
     threading.Thread(target=send, daemon=True).start()
@@ -242,9 +242,13 @@ def test_a_kernel_that_hangs_mid_call_fails_the_test_at_its_time_limit(kernel):
 
 
 def test_the_kernel_is_refused_when_it_sends_too_much(kernel):
-    kernel.run("def answer():\n    return b'x' * (300 * 2**20)\n")
-    r = run(kernel, "assert answer() == b''")
-    assert not r["passed"] and r["ename"] == "ProtocolError" and "over" in r["evalue"]
+    """An answer over the judge's byte limit (here 1 MiB, 256 MiB when grading) is refused from its announced
+    length, before the judge reads it: the test fails with the reason and the kernel is not asked again."""
+    kernel.run("def answer():\n    return b'x' * (3 * 2**20)\n")
+    judge = Judge(kernel.sock, limits=wire.Limits(bytes=1 << 20))
+    r = run(kernel, "assert answer() == b''", judge=judge)
+    assert not r["passed"] and r["ename"] == "ProtocolError" and "over" in r["evalue"], r
+    assert "lost the kernel" in run(kernel, "assert True", judge=judge)["evalue"]
 
 
 def test_no_byte_of_a_test_reaches_the_kernel(kernel):
@@ -284,3 +288,24 @@ def test_an_answer_the_kernel_cannot_encode_is_an_error_and_the_kernel_stays(ker
     first = run(kernel, "answer()", judge=judge)
     assert not first["passed"] and first["ename"] == "ProtocolError" and "nested deeper" in first["evalue"]
     assert run(kernel, "assert fine() == 7", judge=judge)["passed"]
+
+
+def test_a_judge_that_never_says_ready_is_given_up_at_the_deadline():
+    """A judge process that hangs before it listens (here a process that never writes) does not block its
+    worker past the timeout."""
+    import subprocess
+    import time
+
+    from autograder.judges import Judge as JudgeProcess
+
+    judge = JudgeProcess(unsafe=True)
+    judge.process.kill()
+    judge.process.wait()
+    judge.process = subprocess.Popen(["sleep", "60"], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match="within 1 s"):
+            judge.wait_ready(timeout=1)
+        assert time.monotonic() - start < 3
+    finally:
+        judge.close()
