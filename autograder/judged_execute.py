@@ -276,7 +276,7 @@ class JudgedExecute(Execute):
 
         cell.outputs = []
         cell.execution_count = None
-        result, judge_failed = None, False
+        result, judge_failed, start = None, False, time.monotonic()
         try:
             if self._judge is None:
                 self._judge = self._connect_judge()
@@ -300,7 +300,7 @@ class JudgedExecute(Execute):
         why = "" if result.get("passed") else f"{result.get('ename')}: {result.get('evalue')}"[:2000]
         with open(self.results_path, "a") as out:
             out.write(json.dumps({"grade_id": grade_id, "passed": bool(result.get("passed")), "why": why,
-                                  "grader_error": judge_failed}) + "\n")
+                                  "grader_error": judge_failed, "seconds": round(time.monotonic() - start, 3)}) + "\n")
         return cell
 
     def _dropped_connections(self):

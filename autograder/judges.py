@@ -10,6 +10,7 @@ working folder, its own memory limit. Its socket lives in a folder only the grad
 """
 import os
 import queue
+import select
 import shutil
 import subprocess
 import sys
@@ -52,9 +53,16 @@ class Judge:
         """Block until the judge listens (it prints "ready" after importing torch); raises RuntimeError."""
         if self._ready:
             return
-        deadline = time.monotonic() + timeout
-        line = self.process.stdout.readline()  # the judge writes one line, then nothing more to stdout
-        if line.strip() != b"ready" or time.monotonic() > deadline:
+        deadline, fd, line = time.monotonic() + timeout, self.process.stdout.fileno(), b""
+        while not line.endswith(b"\n"):  # the judge writes one line, then nothing more to stdout
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise RuntimeError(f"the judge did not start within {timeout:g} s")
+            chunk = os.read(fd, 64)
+            if not chunk:
+                break
+            line += chunk
+        if line.strip() != b"ready":
             raise RuntimeError(f"the judge did not start (exit code {self.process.poll()})")
         self._ready = True
 

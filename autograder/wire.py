@@ -736,7 +736,7 @@ class Codec:
     def _class_for(self, module, qualname, bases):
         """The class to rebuild an object of ``module.qualname`` with, or None (the judge: a handle)."""
         cls = self._import(str(module), str(qualname))
-        if isinstance(cls, type) and not issubclass(cls, BaseException) and cls.__init__ is not None:
+        if isinstance(cls, type) and not issubclass(cls, BaseException):
             if not self.judge:
                 return cls
             if _rebuildable(cls, trusted=trusted_module(module) or module in ("__main__", "__judge__")):

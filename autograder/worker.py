@@ -58,6 +58,7 @@ class Result:
         the grader itself failed on a test (empty for honest and for merely wrong work).
     removed: active content (script, and what can carry it) removed from the autograded notebook
         (autograder.active_content); empty for an honest submission.
+    test_seconds: {grade_id: wall seconds} each test cell took in the judge, its calls into the kernel included.
     """
 
     student: str
@@ -71,6 +72,7 @@ class Result:
     late_penalty: float = 0.0
     autograded: str = None
     removed: list = field(default_factory=list)
+    test_seconds: dict = field(default_factory=dict)
 
     def to_json(self):
         return asdict(self)
@@ -277,7 +279,9 @@ def grade_one(job, slot=None, judge=None):
 
     removed = sanitise_file(autograded) if autograded.exists() else []
     result = Result(student, assignment, status, reason, scores, failed, flags, time.perf_counter() - start,
-                    penalty, str(autograded.parent) if autograded.exists() else None, removed=removed)
+                    penalty, str(autograded.parent) if autograded.exists() else None, removed=removed,
+                    test_seconds={rec["grade_id"]: rec["seconds"] for rec in results
+                                  if isinstance(rec.get("seconds"), (int, float))})
     (ws / "nbgrader.log").write_text(output)
     (ws / "result.json").write_text(json.dumps(result.to_json(), indent=1))
     return result

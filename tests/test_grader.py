@@ -61,7 +61,7 @@ class Listener:
 
 def grade_cli(course, *extra, env=None):
     cmd = [sys.executable, "-m", "autograder.grade", ASSIGNMENT, "--course", str(course), "--workers", "2",
-           "--cell-timeout", "20", "--notebook-timeout", "150", "--memory-gb", "6", *extra]
+           "--cell-timeout", "10", "--notebook-timeout", "150", "--memory-gb", "6", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
 
 
@@ -143,6 +143,18 @@ def test_reasons_are_recorded_for_crashes_and_time_limits(graded):
                  "values_that_equal_everything", "rebind_test_fixtures"):
         assert flagged[name] == "", f"{name} flagged: {flagged[name]}"
     assert "did not answer" in results["exit_in_a_call"]["failed"]["params_reached_visible"]
+
+
+def test_the_report_times_each_test_in_the_judge(graded):
+    """results.json gives every test cell's seconds in the judge: short for honest work, the judge's time limit
+    (the cell limit, 10 s here) for a call that never returns, nothing for a test that never ran."""
+    _, _, results, *_ = graded
+    tests = sorted(gid for ids in EXERCISES.values() for gid in ids)
+    honest = results["honest_solution"]["test_seconds"]
+    assert sorted(honest) == tests and all(0 <= s < 5 for s in honest.values()), honest
+    hung = results["hang_in_a_call"]["test_seconds"]
+    assert 10 <= hung["params_reached_visible"] < 20 and hung["params_reached_hidden"] < 1, hung
+    assert results["invalid_json"]["test_seconds"] == {}
 
 
 def test_the_tests_never_reach_the_kernel(graded):
