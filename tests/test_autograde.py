@@ -1,14 +1,17 @@
 """End to end: nbgrader autograde of fixture submissions in a scratch course, scores read from the gradebook.
 
-For every assignment with a module in tests/submissions/: the solution earns full marks, the blank release
-earns 0, each realistic wrong answer loses its own exercise's points and only those, correct variants earn
-full marks, edited locked cells are graded by the original tests, deleted test cells are put back, and a
-warning on stderr does not zero a test cell (with a control graded without the course's IgnorePattern).
-Every case is graded by the class grader (``python -m autograder.grade``: sandboxed kernels, tests in the judge), as an
-instructor grades a class, with wrong answers to unrelated exercises sharing one submission (``tests.grading.pack``:
-each member's expectation still checked). Stock ``nbgrader autograde`` grades the solution, the blank release and
-the warning case: the course's notebooks grade right without our grader too. Grading every case with both, one
-per submission, made this the longest part of the suite for no extra check.
+For every assignment with a module in tests/submissions/: the solution earns full marks and raises in no cell
+(the instructor's notebook runs top to bottom in grading mode), the blank release earns 0, each realistic
+wrong answer loses its own exercise's points and only those, correct variants earn full marks, edited locked
+cells are graded by the original tests, deleted test cells are put back, and a warning on stderr does not
+zero a test cell (with a control graded without the course's IgnorePattern).
+
+Every case is graded by the class grader (``python -m autograder.grade``: sandboxed kernels, tests in the
+judge), as an instructor grades a class, with wrong answers to unrelated exercises sharing one submission
+(``tests.grading.pack``: each member's expectation still checked). Stock ``nbgrader autograde`` grades the
+solution and the warning case: the course's notebooks grade right without our grader too (the blank release,
+which earns 0 whoever grades it, only by the class grader). Grading every case with both, one per submission,
+made this the longest part of the suite for no extra check.
 """
 import importlib
 import json
@@ -17,6 +20,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import nbformat
 import pytest
 
 import tests.submissions
@@ -31,7 +35,7 @@ MODULES = {
 CASES = [(name, case) for name, mod in sorted(MODULES.items()) for case in mod.CASES]
 PACKED = {name: pack(mod.CASES, mod.ASSIGNMENT, mod.EXERCISES) for name, mod in sorted(MODULES.items())}
 CLASS_CASES = [(name, case, members) for name, packs in PACKED.items() for case, members in packs]
-HONEST = {"solution", "blank", "warns_on_stderr"}
+HONEST = {"solution", "warns_on_stderr"}
 PLAIN_CASES = [(name, case) for name, case in CASES if case.student in HONEST]
 WITH_CONTROL = sorted(name for name, mod in MODULES.items() if hasattr(mod, "WARNING_CONTROL"))
 
@@ -129,8 +133,8 @@ def _check(scores, case, exercises):
 
 @pytest.mark.parametrize("name,case", PLAIN_CASES, ids=[f"{n}-{c.student}" for n, c in PLAIN_CASES])
 def test_stock_nbgrader_grades_honest_work(graded, name, case):
-    """Stock nbgrader gives the solution full marks, the blank release 0, and a warning on stderr costs nothing:
-    the scores the class grader must give them too."""
+    """Stock nbgrader gives the solution full marks, and a warning on stderr costs nothing: the scores the class
+    grader must give them too."""
     scores, _ = graded(name)
     _check(scores, case, MODULES[name].EXERCISES)
 
@@ -161,6 +165,22 @@ def test_packing_grades_every_case_once_and_keeps_exercises_apart(name):
         assert all(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1:]), case.student
     if name == "a03_optimizer":
         assert reaches["even_mults"] == {"even_mults", "discriminative_param_groups"}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_solution_runs_top_to_bottom_without_an_error(graded, name):
+    """The instructor's solution, run by stock nbgrader on the CPU in grading mode (COURSE_FAST=1 from conftest),
+    raises in no cell, given cells and demonstrations included (its tests passing is the full marks above), and
+    shows at least one plot. This is what ``nbgrader validate`` on the source checks, in the same run."""
+    _, course = graded(name)
+    assignment = MODULES[name].ASSIGNMENT
+    nb = nbformat.read(course / "autograded" / "solution" / assignment / f"{assignment}.ipynb", as_version=4)
+    errors = [f"cell {i}: {out.ename}: {out.evalue}" for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+              for out in cell.outputs if out.output_type == "error"]
+    assert not errors, "\n".join(errors)
+    figures = sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
+                  for out in cell.outputs)
+    assert figures >= 1, "every notebook shows at least one plot"
 
 
 @pytest.mark.parametrize("name", WITH_CONTROL)

@@ -25,14 +25,16 @@ def test_accuracy_benchmark_runs_every_strategy(shared_data, capsys):
 
 
 def test_freeze_cost_benchmark_measures_each_configuration(capsys):
-    rows, limits = freeze_cost.main(["--size", "32", "--batch", "4", "--repeats", "1", "--frozen", "9"])
+    """One memory format (channels-last; NCHW is the same code with the default format): a process per row."""
+    rows, limits = freeze_cost.main(["--size", "32", "--batch", "4", "--repeats", "1", "--frozen", "9",
+                                     "--layouts", "channels-last"])
     per_layout = [(0, "course"), (9, "train-mode BN"), (9, "course"), (9, "folded")]
     assert [(r["layout"], r["frozen"], r["mode"]) for r in rows] == [
-        (layout, k, mode) for layout in ("NCHW", "channels-last") for k, mode in per_layout]
-    assert sorted(limits) == ["NCHW", "channels-last"] and all(r["mode"] == "no_grad" for r in limits.values())
+        ("channels-last", k, mode) for k, mode in per_layout]
+    assert sorted(limits) == ["channels-last"] and all(r["mode"] == "no_grad" for r in limits.values())
     assert all(r["step_s"] > 0 and r["rss_growth_bytes"] >= 0 for r in rows)
     out = capsys.readouterr().out
-    assert out.count("x faster than full fine-tuning in") == 6 and "no_grad forward (target <= 1.1)" in out
+    assert out.count("x faster than full fine-tuning in") == 3 and "no_grad forward (target <= 1.1)" in out
     assert "fastest full fine-tuning" in out
 
 
