@@ -30,7 +30,9 @@ an object crosses again it is updated in place on the other side, so ``freeze(mo
 ``model`` (call by value-result), a list of parameters returned by the student's function holds the judge's
 parameters, and a loader that holds a model holds the model the next call trains. At every crossing each side
 sends the state of every mirrored object (``sync``); a tensor whose dtype, shape and bytes (their sha256) did
-not change since it last crossed travels without its bytes.
+not change since it last crossed travels without its bytes. Objects the test let go of (nothing in the judge
+holds them any more) are forgotten, and the judge's next message tells the kernel to forget them too
+(``forget``), so that a test looping over models pays for the live one only.
 """
 import builtins
 import collections
@@ -268,6 +270,32 @@ class Registry:
         self.objects[mid] = obj
         self.ids[id(obj)] = mid
 
+    def forget(self, mid):
+        obj = self.objects.pop(mid, None)
+        if obj is not None:
+            self.ids.pop(id(obj), None)
+        self.crossed.pop(mid, None)
+        self.handle_only.discard(mid)
+
+    def forget_unreachable(self, forgettable):
+        """(judge) Forget the objects ``forgettable()(obj)`` that nothing but this registry holds any more (the
+        test let go of them: the model of an earlier loop iteration), so that they are no longer synced at every
+        crossing; returns their mirror ids, for the kernel to forget too. Repeated until none is left, since a
+        forgotten module frees its parts. The test cannot reach them, so it cannot tell: should the kernel send
+        one again, it comes under a new id, by value."""
+        probe = {0: object()}
+        base = sys.getrefcount(probe[0])  # held by one dict only, counted the way the loop below counts
+        gone = []
+        while True:
+            can = forgettable()
+            found = [mid for mid in list(self.objects) if sys.getrefcount(self.objects[mid]) <= base
+                     and can(self.objects[mid])]
+            if not found:
+                return gone
+            for mid in found:
+                self.forget(mid)
+            gone += found
+
 
 def _fingerprint(t):
     """What identifies a CPU tensor's contents: dtype, shape and the sha256 of its bytes. (Version counters are
@@ -312,6 +340,15 @@ class Codec:
         out = {name: self._enc(value) for name, value in values.items()}
         out["sync"] = sync
         return out, self._blobs
+
+    def _forgettable(self):
+        """(judge) Which unreferenced objects may be forgotten: what is synced, but no tensor that is the ``.grad``
+        of a mirrored one (PyTorch keeps a grad's Python object alive from C++, with no Python reference)."""
+        import torch
+
+        grads = {id(t.grad) for t in self.registry.objects.values()
+                 if isinstance(t, torch.Tensor) and t.is_leaf and t.grad is not None}
+        return lambda obj: id(obj) not in grads and self._syncable(obj)
 
     def _syncable(self, obj):
         import torch
@@ -790,8 +827,11 @@ class Peer:
         self.judge, self.next_id, self.calls = judge, 0, 0
 
     def _send(self, header_values, plain):
+        forgotten = self.codec.registry.forget_unreachable(self.codec._forgettable) if self.judge else []
         values, blobs = self.codec.encode_message(header_values)
         values.update(plain)
+        if forgotten:
+            values["forget"] = forgotten
         if self.codec.new_handles:
             values["handles"] = self.codec.new_handles
             self.codec.new_handles = []
@@ -803,6 +843,10 @@ class Peer:
             raise ProtocolError("a message that is not a dict")
         if not self.judge and isinstance(header.get("handles"), list):
             self.codec.registry.handle_only.update(m for m in header.pop("handles") if isinstance(m, str))
+        if not self.judge and isinstance(header.get("forget"), list):  # objects the test let go of
+            for mid in header.pop("forget"):
+                if isinstance(mid, str):
+                    self.codec.registry.forget(mid)
         return header, blobs
 
     def request(self, op, **values):
@@ -836,7 +880,8 @@ class Peer:
         handler = self.handlers.get(op)
         if handler is None or type(req_id) is not int:
             raise ProtocolError(f"a request this side does not serve: {op!r}")
-        values = self.codec.decode_message({k: v for k, v in header.items() if k not in ("op", "id", "handles")},
+        values = self.codec.decode_message({k: v for k, v in header.items()
+                                            if k not in ("op", "id", "handles", "forget")},
                                            blobs)
         self.calls += 1
         try:
