@@ -50,7 +50,8 @@ class Judge:
         self._ready = False
 
     def wait_ready(self, timeout=120):
-        """Block until the judge listens (it prints "ready" after importing torch); raises RuntimeError."""
+        """Block until the judge listens (it prints "ready" once its socket listens, before it imports torch);
+        raises RuntimeError past ``timeout`` seconds or when it exits first."""
         if self._ready:
             return
         deadline, fd, line = time.monotonic() + timeout, self.process.stdout.fileno(), b""

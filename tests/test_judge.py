@@ -198,6 +198,10 @@ def test_what_the_test_let_go_of_is_no_longer_synced(kernel):
     """Models of earlier loop iterations, which the test can no longer reach, are forgotten on both sides (the
     kernel's registry is found as student code could find it): each call syncs the live model only, not every
     model made so far. A model the test still holds keeps its identity and its changes across calls."""
+    from course.models import tiny_cnn
+
+    m = tiny_cnn(num_classes=3)
+    per_model = sum(1 for _ in m.modules()) + sum(1 for _ in m.parameters()) + sum(1 for _ in m.buffers())
     kernel.run("import gc\nfrom autograder.wire import Registry\n"
                "def answer(model):\n    return sum(p.numel() for p in model.parameters())\n"
                "def mirrored():\n    return max(len(r.objects) for r in gc.get_objects() if isinstance(r, Registry))\n"
@@ -205,15 +209,9 @@ def test_what_the_test_let_go_of_is_no_longer_synced(kernel):
     judge = Judge(kernel.sock)
     r = run(kernel, "kept = tiny_cnn(num_classes=3)\nassert bump(kept) is kept and kept.extra == 7\n"
                     "for i in range(6):\n    net_ = tiny_cnn(num_classes=3)\n    assert answer(net_) > 0\n"
-                    "per_model = sum(1 for _ in kept.modules()) + sum(1 for _ in kept.parameters())"
-                    " + sum(1 for _ in kept.buffers())\n"
-                    "n = mirrored()\nassert n < 3 * per_model, (n, per_model)\n"
+                    f"n = mirrored()\nassert n < 3 * {per_model}, n\n"
                     "assert bump(kept) is kept", judge=judge)
     assert r["passed"], r
-    from course.models import tiny_cnn
-
-    m = tiny_cnn(num_classes=3)
-    per_model = sum(1 for _ in m.modules()) + sum(1 for _ in m.parameters()) + sum(1 for _ in m.buffers())
     assert len(judge.registry.objects) < 3 * per_model, (len(judge.registry.objects), per_model)
 
 
