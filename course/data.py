@@ -132,3 +132,72 @@ def small_subset(dataset, per_class, seed=0):
             taken[label] = taken.get(label, 0) + 1
             keep.append(i)
     return torch.utils.data.Subset(dataset, sorted(keep))
+
+
+def labels_of(dataset):
+    """The int labels of a ``PetImages`` dataset, or of a ``torch.utils.data.Subset`` of one, in its order."""
+    import torch
+
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = labels_of(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    if not hasattr(dataset, "labels"):
+        raise TypeError(f"cannot read the labels of a {type(dataset).__name__}: pass a PetImages or a Subset of one")
+    return list(dataset.labels)
+
+
+def train_valid_indices(labels, valid_fraction=0.2, seed=0):
+    """A seeded, stratified split of positions ``0..len(labels)-1`` into training and validation.
+
+    Each label's positions are shuffled with ``seed`` and ``round(valid_fraction * count)`` of them go to
+    validation, at least one when a label has two or more examples and never all of them, so every breed is
+    both trained on and validated on. The split depends on the labels and ``seed`` only: every strategy and
+    every training seed of notebook 05 gets the same one.
+
+    Returns:
+        ``(train, valid)``: two sorted lists of positions, disjoint, together all of them.
+
+    Raises:
+        ValueError: ``valid_fraction`` outside (0, 1).
+    """
+    import torch
+
+    if not 0 < valid_fraction < 1:
+        raise ValueError(f"valid_fraction must be between 0 and 1 (exclusive), got {valid_fraction!r}")
+    generator = torch.Generator().manual_seed(seed)
+    by_label = {}
+    for position, label in enumerate(labels):
+        by_label.setdefault(label, []).append(position)
+    train, valid = [], []
+    for label in sorted(by_label):
+        positions = by_label[label]
+        order = [positions[i] for i in torch.randperm(len(positions), generator=generator).tolist()]
+        k = round(valid_fraction * len(positions))
+        k = min(max(k, 1 if len(positions) >= 2 else 0), len(positions) - 1)
+        valid += order[:k]
+        train += order[k:]
+    return sorted(train), sorted(valid)
+
+
+def train_valid_split(*datasets, valid_fraction=0.2, seed=0):
+    """The same stratified split (``train_valid_indices``) of one or more views of the trainval photos.
+
+    Pass the augmented and the plain views of the same photos (the same files in the same order, different
+    transforms) to split both alike. Returns ``(train_1, valid_1, train_2, valid_2, ...)``, each a
+    ``torch.utils.data.Subset``. Notebook 05 trains on the first and makes every choice on the second;
+    the test split is for the end.
+
+    Raises:
+        ValueError: the datasets do not hold the same labels in the same order.
+    """
+    import torch
+
+    labels = labels_of(datasets[0])
+    for other in datasets[1:]:
+        if labels_of(other) != labels:
+            raise ValueError("the datasets to split must be views of the same photos (same labels, same order)")
+    train, valid = train_valid_indices(labels, valid_fraction, seed)
+    out = []
+    for dataset in datasets:
+        out += [torch.utils.data.Subset(dataset, train), torch.utils.data.Subset(dataset, valid)]
+    return tuple(out)

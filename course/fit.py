@@ -123,11 +123,27 @@ def _channels_last_default(device):
     return device.type in ("cuda", "cpu")
 
 
+def amp_dtype(device):
+    """The mixed-precision type for a CUDA ``device``: bfloat16 where the GPU computes it natively (compute
+    capability 8.0 or newer: A100, L4, H100, RTX 30xx and later), float16 with loss scaling elsewhere.
+
+    Not ``torch.cuda.is_bf16_supported()``: by default it also answers True where bfloat16 is only emulated,
+    as on Colab's T4 (capability 7.5), where it is slow and would leave the loss scaler off.
+    """
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def grad_scaler(device, amp):
+    """A ``torch.amp.GradScaler`` that scales the loss only under float16 autocast (bfloat16 has float32's
+    range and needs none; without mixed precision it does nothing)."""
+    return torch.amp.GradScaler("cuda", enabled=bool(amp) and amp_dtype(device) == torch.float16)
+
+
 def _autocast(device, amp):
     if not amp:
         return torch.autocast(device.type, enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cuda", dtype=amp_dtype(device))
 
 
 @torch.no_grad()
@@ -181,8 +197,8 @@ def fit_one_cycle(
             ``div_factor`` and ``final_div_factor``); AdamW's beta1 cycles 0.95 -> 0.85 -> 0.95 meanwhile.
         before_epoch: called as ``before_epoch(model)`` after ``model.train()`` at each epoch's start (to keep
             frozen BatchNorm layers in eval mode, notebook 04).
-        amp, channels_last: mixed precision (bfloat16, or float16 with loss scaling where bfloat16 is
-            unsupported) and channels-last memory for 4-D inputs; None means: mixed precision on a GPU
+        amp, channels_last: mixed precision (``amp_dtype``: bfloat16 on GPUs that compute it natively,
+            float16 with a ``torch.amp.GradScaler`` on older ones) and channels-last memory for 4-D inputs; None means: mixed precision on a GPU
             only, channels-last on a GPU or the CPU.
         history: a ``History`` to continue (a second phase of training); a new one when None.
         progress: show a tqdm progress bar per epoch.
@@ -216,7 +232,7 @@ def fit_one_cycle(
         div_factor=div,
         final_div_factor=final_div,
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
+    scaler = grad_scaler(device, amp)
     history = History() if history is None else history
     history.groups.append(groups)
     history.phase_steps.append(epochs * len(train_loader))

@@ -133,3 +133,31 @@ def test_train_epoch_learns_and_calls_before_epoch_after_train():
     assert losses[-1] < losses[0]
     acc = accuracy(net, loader, torch.device("cpu"))
     assert 0.9 <= acc <= 1.0 and not net.training
+
+
+def test_the_validation_split_is_stratified_seeded_and_disjoint(shared_data):
+    from course.data import labels_of, train_valid_indices, train_valid_split
+
+    train_set = load_pets("trainval", root=shared_data / "pets-sample")   # 7 photos of each of 37 breeds
+    labels = labels_of(train_set)
+    train, valid = train_valid_indices(labels, 0.2, seed=0)
+    assert sorted(train + valid) == list(range(259)) and not set(train) & set(valid)
+    per_breed = [sum(labels[i] == c for i in valid) for c in range(37)]
+    assert per_breed == [1] * 37, "round(0.2 * 7) = 1 validation photo of every breed"
+    assert train_valid_indices(labels, 0.2, seed=0) == (train, valid), "the same seed, the same split"
+    assert train_valid_indices(labels, 0.2, seed=1) != (train, valid), "another seed, another split"
+    # a breed with one photo trains on it; a breed with two gives one to validation; none gives all away
+    t, v = train_valid_indices([0, 1, 1, 2, 2, 2], 0.9)
+    assert 0 in t and sum(i in v for i in (1, 2)) == 1 and sum(i in v for i in (3, 4, 5)) == 2
+    # two views of the same photos split alike; views of other photos are refused
+    aug, plain = load_pets("trainval", root=shared_data / "pets-sample"), train_set
+    a_train, a_valid, p_train, p_valid = train_valid_split(aug, plain, seed=0)
+    assert a_train.indices == p_train.indices == train and a_valid.indices == p_valid.indices == valid
+    sub = small_subset(train_set, 3)
+    s_train, s_valid = train_valid_split(sub, valid_fraction=0.34)
+    assert len(s_valid) == 37 and sorted(labels_of(s_valid)) == list(range(37)), "one of 3 photos a breed"
+    assert set(s_train.indices).isdisjoint(s_valid.indices) and len(s_train) == 2 * 37
+    with pytest.raises(ValueError, match="same photos"):
+        train_valid_split(train_set, load_pets("test", root=shared_data / "pets-sample"))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        train_valid_indices(labels, 1.0)

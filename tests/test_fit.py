@@ -125,3 +125,20 @@ def test_evaluate_restores_the_mode_and_counts_right():
 def test_history_serialises():
     h = History("x", epochs=[{"epoch": 1, "seconds": 2.0}])
     assert h.seconds == 2.0 and h.as_dict()["label"] == "x" and History().seconds == 0.0
+
+
+@pytest.mark.parametrize("capability, dtype, scaled", [((7, 5), torch.float16, True), ((8, 0), torch.bfloat16, False),
+                                                       ((9, 0), torch.bfloat16, False), ((6, 1), torch.float16, True)])
+def test_mixed_precision_uses_bfloat16_only_where_the_gpu_computes_it(monkeypatch, capability, dtype, scaled):
+    """A T4 (7.5) emulates bfloat16, and torch.cuda.is_bf16_supported() says True there: float16 and a
+    loss scaler instead. Checked on the CPU with the capability faked."""
+    from course.fit import amp_dtype, grad_scaler
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    made = []
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: made.append((device, enabled)))
+    assert amp_dtype(torch.device("cuda")) == dtype
+    grad_scaler(torch.device("cuda"), True)
+    grad_scaler(torch.device("cuda"), False)
+    assert made == [("cuda", scaled), ("cuda", False)]

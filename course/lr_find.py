@@ -1,0 +1,181 @@
+"""The learning-rate range test (Smith 2015; fastai's ``lr_find``), leaving the model as it found it.
+
+Training runs for a few dozen steps while the learning rate grows exponentially from ``start`` to ``end``;
+the loss is recorded at every step, smoothed, and the run stops once the smoothed loss exceeds
+``diverge`` times its minimum. Where the loss falls fastest, the rate is large enough to learn and small
+enough to be stable. Then the model's parameters and buffers (BatchNorm running statistics included), its
+``requires_grad`` flags and train/eval modes, the optimizer's state and the random number generators are
+put back exactly: the sweep is a measurement, not training.
+
+Notebook 05 runs it on the training photos before every strategy, with that strategy's own frozen
+groups, and picks each strategy's peak rate from it.
+"""
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+SUGGESTION_RULE = "minimum / 10: a tenth of the rate at the smoothed loss's minimum (fastai's lr_min)"
+
+
+@dataclass
+class LRFind:
+    """What a range test measured.
+
+    Attributes:
+        lrs: the learning rate of the reference group at each step (the others are scaled alike).
+        losses: the smoothed training loss after each step (exponential moving average, bias-corrected).
+        raw_losses: the loss of each step's batch.
+        stopped: ``"diverged"`` (the smoothed loss passed ``diverge`` x its minimum) or ``"end"``.
+        suggestion: the suggested peak rate for the reference group, by ``rule``.
+        steepest: the rate where the smoothed loss fell fastest against log(lr), for comparison.
+        label: what was swept (for plots).
+    """
+
+    lrs: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    raw_losses: list = field(default_factory=list)
+    stopped: str = "end"
+    suggestion: float = float("nan")
+    steepest: float = float("nan")
+    rule: str = SUGGESTION_RULE
+    label: str = ""
+
+    def plot(self, ax=None, **kwargs):
+        """Smoothed loss against the learning rate (log scale), the suggestion marked. Returns the axes."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        (line,) = ax.plot(self.lrs, self.losses, label=self.label or None, **kwargs)
+        if math.isfinite(self.suggestion):
+            at = min(range(len(self.lrs)), key=lambda i: abs(math.log(self.lrs[i] / self.suggestion)))
+            ax.plot([self.suggestion], [self.losses[at]], "o", color=line.get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("smoothed training loss")
+        return ax
+
+
+def _suggest(lrs, losses):
+    """(minimum / 10, steepest descent) over the recorded curve; NaN when it is too short to say."""
+    finite = 0
+    while finite < len(losses) and math.isfinite(losses[finite]):
+        finite += 1
+    lrs, losses = lrs[:finite], losses[:finite]
+    if len(losses) < 3:
+        return float("nan"), float("nan")
+    best = min(range(len(losses)), key=losses.__getitem__)
+    skip = min(10, len(losses) // 10)   # the first steps' average rests on a few batches (fastai skips 10)
+    slopes = {i: (losses[i + 1] - losses[i]) / math.log(lrs[i + 1] / lrs[i]) for i in range(skip, best)}
+    steepest = lrs[min(slopes, key=slopes.__getitem__)] if slopes else float("nan")
+    return lrs[best] / 10, steepest
+
+
+def _snapshot(model, optimizer):
+    return {
+        "state": copy.deepcopy(model.state_dict(keep_vars=False)),
+        "flags": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "modes": [m.training for m in model.modules()],
+        "optimizer": copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+    }
+
+
+def _restore(model, optimizer, saved):
+    with torch.no_grad():
+        for key, value in model.state_dict(keep_vars=True).items():
+            value.copy_(saved["state"][key])
+    for p, flag, grad in zip(model.parameters(), saved["flags"], saved["grads"]):
+        p.requires_grad_(flag)
+        p.grad = grad
+    for m, mode in zip(model.modules(), saved["modes"]):
+        m.training = mode
+    if optimizer is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"])
+    if saved["cuda_rng"] is not None:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+
+
+def _batches(loader):
+    """The loader's batches, starting over when it runs out."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the loader yields no batches")
+
+
+def lr_find(model, loader, device="cpu", layer_lrs=None, *, start=1e-7, end=10.0, steps=100, smooth=0.98,
+            diverge=4.0, before_epoch=None, optimizer=None, loss_fn=F.cross_entropy, label=""):
+    """Sweep the learning rate exponentially, record the loss, restore everything; returns an ``LRFind``.
+
+    Args:
+        model: on ``device``; only what is trainable (``requires_grad``) is swept, as training would.
+        loader: yields (x, y) batches (it is restarted when it runs out); use the training data.
+        layer_lrs: ``[(group, multiplier), ...]`` as ``course.fit.fit_one_cycle`` takes them, but with each
+            group's rate as a multiple of the swept one (discriminative rates keep their ratios); None sweeps
+            every parameter at the same rate. The reference rate is the one with multiplier 1.
+        start, end, steps: the sweep: ``steps`` rates from ``start`` to ``end`` in geometric progression.
+        smooth: the moving average's weight on the past (0.98 as fastai).
+        diverge: stop when the smoothed loss exceeds ``diverge`` x its minimum so far (4 as fastai), or is
+            not finite.
+        before_epoch: called as ``before_epoch(model)`` after ``model.train()`` (e.g. ``bn_freeze``).
+        optimizer: an optimizer over the model's parameters to sweep with, whose state is restored after;
+            None builds AdamW as ``fit_one_cycle`` does (same betas and weight decay).
+        loss_fn: ``loss_fn(model(x), y)``, a scalar.
+
+    Returns:
+        ``LRFind`` with the curve, why it stopped and the suggested rate (``SUGGESTION_RULE``).
+
+    Raises:
+        ValueError: nothing is trainable, or ``start``/``end``/``steps`` make no sweep.
+    """
+    from .fit import one_cycle_optimizer
+
+    if not (0 < start < end) or steps < 2:
+        raise ValueError(f"need 0 < start < end and steps >= 2, got start={start}, end={end}, steps={steps}")
+    device = torch.device(device)
+    saved = _snapshot(model, optimizer)
+    try:
+        if optimizer is None:
+            pairs = layer_lrs if layer_lrs is not None else [(model, 1.0)]
+            sweep_opt, groups = one_cycle_optimizer(model, pairs)
+            multipliers = [g["max_lr"] for g in groups]
+        else:
+            sweep_opt, multipliers = optimizer, [1.0] * len(optimizer.param_groups)
+        result = LRFind(label=label)
+        model.train()
+        if before_epoch is not None:
+            before_epoch(model)
+        ratio = (end / start) ** (1 / (steps - 1))
+        average, best = 0.0, math.inf
+        for step, (x, y) in zip(range(steps), _batches(loader)):
+            lr = start * ratio**step
+            for group, mult in zip(sweep_opt.param_groups, multipliers):
+                group["lr"] = lr * mult
+            x, y = x.to(device), y.to(device)
+            loss = loss_fn(model(x), y)
+            sweep_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sweep_opt.step()
+            value = loss.item()
+            average = smooth * average + (1 - smooth) * value
+            smoothed = average / (1 - smooth ** (step + 1))
+            result.lrs.append(lr)
+            result.raw_losses.append(value)
+            result.losses.append(smoothed)
+            best = min(best, smoothed)
+            if not math.isfinite(smoothed) or smoothed > diverge * best:
+                result.stopped = "diverged"
+                break
+        result.suggestion, result.steepest = _suggest(result.lrs, result.losses)
+        return result
+    finally:
+        _restore(model, optimizer, saved)
