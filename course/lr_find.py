@@ -137,11 +137,13 @@ def lr_find(model, loader, device="cpu", layer_lrs=None, *, start=1e-7, end=10.0
     Raises:
         ValueError: nothing is trainable, or ``start``/``end``/``steps`` make no sweep.
     """
-    from .fit import one_cycle_optimizer
+    from .fit import _autocast, _channels_last_default, _to_device, grad_scaler, one_cycle_optimizer
 
     if not (0 < start < end) or steps < 2:
         raise ValueError(f"need 0 < start < end and steps >= 2, got start={start}, end={end}, steps={steps}")
     device = torch.device(device)
+    amp = device.type == "cuda"                       # as fit_one_cycle trains: mixed precision on a GPU,
+    channels_last = _channels_last_default(device)    # channels-last images (and model) on a GPU or CPU
     saved = _snapshot(model, optimizer)
     try:
         if optimizer is None:
@@ -151,20 +153,26 @@ def lr_find(model, loader, device="cpu", layer_lrs=None, *, start=1e-7, end=10.0
         else:
             sweep_opt, multipliers = optimizer, [1.0] * len(optimizer.param_groups)
         result = LRFind(label=label)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)   # a layout, not a value: state_dict() is unchanged
         model.train()
         if before_epoch is not None:
             before_epoch(model)
+        scaler = grad_scaler(device, amp)             # float16 on older GPUs needs its loss scaled
         ratio = (end / start) ** (1 / (steps - 1))
         average, best = 0.0, math.inf
         for step, (x, y) in zip(range(steps), _batches(loader)):
             lr = start * ratio**step
             for group, mult in zip(sweep_opt.param_groups, multipliers):
                 group["lr"] = lr * mult
-            x, y = x.to(device), y.to(device)
-            loss = loss_fn(model(x), y)
+            x, y = _to_device(x, y, device, channels_last)
+            with _autocast(device, amp):
+                out = model(x)
+            loss = loss_fn(out.float(), y)
             sweep_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            sweep_opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(sweep_opt)
+            scaler.update()
             value = loss.item()
             average = smooth * average + (1 - smooth) * value
             smoothed = average / (1 - smooth ** (step + 1))

@@ -5,23 +5,32 @@ running the benchmarks themselves at full size (see each one's docstring).
 """
 import pytest
 
-from tests.benchmarks import accuracy, cached_epoch, freeze_cost, grading, hard_photos
+from tests.benchmarks import accuracy, cached_epoch, freeze_cost, grading
 
 pytestmark = pytest.mark.slow
 
 
-def test_accuracy_benchmark_runs_every_strategy(shared_data, capsys):
-    runs = accuracy.main(["--data", str(shared_data / "pets-3breeds"), "--seeds", "0", "1", "--per-class", "2",
-                          "--size", "32", "--batch", "4", "--epochs", "2", "--head-epochs", "2"])
-    assert sorted(runs) == list("abcdefghi")
-    for key, histories in runs.items():
-        assert len(histories) == 2, "one history per seed"
-        for h in histories:
-            assert len(h.epochs) == 2 and all(0 <= r["accuracy"] <= 1 for r in h.epochs)
-    assert len(runs["c"][0].groups) == 2 and len(runs["d"][0].groups) == 2, "two phases each"
-    assert runs["d"][0].groups[0][-1]["layer"] == 0 and len({g["layer"] for g in runs["d"][0].groups[1]}) == 2
-    out = capsys.readouterr().out
-    assert "mean" in out and "(f) fine_tune, BN eval" in out and "(i) cached features x10, test 37px" in out
+def test_accuracy_benchmark_runs_every_strategy_and_writes_its_results_file(shared_data, tmp_path, capsys):
+    """Rates from range tests, every strategy at the same steps, validation curves, the test split scored once
+    per finished run, and a results file that course.strategies reads back into the same table."""
+    from course.strategies import STRATEGIES, format_table, load_results, summary
+
+    out = tmp_path / "results.json"
+    records, curves = accuracy.main(["--data", str(shared_data / "pets-3breeds"), "--seeds", "0", "1",
+                                     "--per-class", "5", "--size", "32", "--batch", "4", "--epochs", "2",
+                                     "--finder-steps", "8", "--out", str(out)])
+    assert [(r["seed"], r["key"]) for r in records] == [(s, k) for s in (0, 1) for k in STRATEGIES]
+    assert sorted(curves) == ["frozen", "scratch", "unfrozen"]
+    for r in records:
+        assert len(r["epochs"]) == 2 and r["steps"] == records[0]["steps"], "the same budget for every strategy"
+        assert r["lr"] == curves[STRATEGIES[r["key"]].rate_from].suggestion
+        assert all(0 <= row["accuracy"] <= 1 for row in r["epochs"]) and 0 <= r["test_acc"] <= 1
+    saved = load_results(out)
+    assert saved["setting"]["photos"] == {"train": 12, "valid": 3, "test": 15}, "5 a breed: 4 train, 1 valid"
+    assert saved["setting"]["seeds"] == [0, 1] and saved["machine"]["device"] and saved["setting"]["commit"]
+    assert saved["records"] == records
+    table = format_table(summary(saved["records"]))
+    assert table in capsys.readouterr().out
 
 
 def test_freeze_cost_benchmark_measures_each_configuration(capsys):
@@ -43,16 +52,6 @@ def test_cached_epoch_benchmark_compares_the_two_epochs(shared_data, capsys):
                                                "--repeats", "1", "--cached-repeats", "2"])
     assert full > 0 and cached > 0 and cache_s > 0
     assert "ratio:" in capsys.readouterr().out
-
-
-def test_hard_photos_lists_the_photos_every_classifier_gets_wrong(shared_data, capsys):
-    wrong, always = hard_photos.main(["--data", str(shared_data / "pets-3breeds"), "--seeds", "0", "1",
-                                      "--per-class", "3", "--size", "32", "--batch", "4", "--epochs", "1"])
-    assert list(wrong) == ["(a) head only, seed 0", "(a) head only, seed 1", "nearest class mean"]
-    assert all(mask.shape == (9,) for mask in wrong.values())  # 3 test photos of each of 3 breeds
-    assert always == [i for i in range(9) if all(mask[i] for mask in wrong.values())]
-    out = capsys.readouterr().out
-    assert f"wrong in every one of the 3: {len(always)}" in out and out.count(".jpg") == len(always)
 
 
 def test_grading_benchmark_times_both_graders(capsys):

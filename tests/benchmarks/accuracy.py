@@ -1,19 +1,41 @@
-"""Benchmark 3 (and 4 on a GPU): test accuracy of strategies (a)-(i) with EfficientNet-Lite0 on real photos.
+"""Benchmark 3 (and 4 on a GPU): notebook 05's comparison of strategies, as a scientist runs it, writing
+the results file the notebook prints its tables from.
 
-    python -m tests.benchmarks.accuracy --data ../shared/data/pets-sample --seeds 0 1 2
+    python -m tests.benchmarks.accuracy --data ../shared/data/pets-sample --seeds 0 1 2 \\
+        --out course/results/pets-sample_224px_cpu.json
 
-Prints, per strategy, the accuracy after the last epoch for each seed, their mean and spread (min-max),
-and the training wall time; ``--json`` saves every epoch of every run for plotting.
+The trainval photos are split into training and validation (``course.data.train_valid_split``, the same
+split for every strategy and seed); a learning-rate range test on the training photos picks each strategy's
+rate (``course.strategies.find_rates``); every strategy of ``course.strategies`` then trains for the same
+epochs from each seed, is evaluated on validation after every epoch, and scores the test photos once at the
+end. Prints each run, then the mean and min-max over seeds; ``--out`` writes everything (setting, machine,
+rates, every epoch of every run) as JSON.
 """
 import argparse
-import json
-import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import torch
 
 from course.device import default_device
-from tests.benchmarks.recipes import HEAD_EPOCHS, STRATEGIES, make_setup
+from course.lr_find import SUGGESTION_RULE
+from course.strategies import STRATEGIES, Data, find_rates, format_table, run, save_results, summary
+from tests.benchmarks.pets import make_setup
+from tests.benchmarks.reference import tools
+
+
+def commit():
+    """The repository's commit (with "+changes" when the tree differs from it), or "unknown"."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main(argv=None, description=__doc__, defaults=None):
@@ -22,43 +44,63 @@ def main(argv=None, description=__doc__, defaults=None):
                     help="folder holding oxford-iiit-pet/ (default: $COURSE_DATA, downloading there if missing)")
     ap.add_argument("--arch", default="lite0", choices=["lite0", "resnet34"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--strategies", default="abcdefghi")
+    ap.add_argument("--strategies", default="".join(STRATEGIES), help=f"keys of course.strategies.STRATEGIES")
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--head-epochs", type=int, default=30,
-                    help=f"epochs of strategies {', '.join(HEAD_EPOCHS)} over the cached features")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--per-class", type=int, default=None, help="subset of the photos (tests)")
+    ap.add_argument("--per-class", type=int, default=None, help="at most this many photos of each breed")
+    ap.add_argument("--valid-fraction", type=float, default=0.2)
+    ap.add_argument("--finder-steps", type=int, default=60, help="steps of each learning-rate range test")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--json", default=None, help="write every run's history here")
+    ap.add_argument("--out", default=None, help="write the results file here (JSON)")
     ap.set_defaults(**(defaults or {}))
     args = ap.parse_args(argv)
+    unknown = set(args.strategies) - set(STRATEGIES)
+    if unknown:
+        ap.error(f"unknown strategies {''.join(sorted(unknown))}; known: {''.join(STRATEGIES)}")
     device = torch.device(args.device) if args.device else default_device()
-    print(f"{args.arch}, data {args.data or '$COURSE_DATA'}, {args.size}px, batch {args.batch}, {args.epochs} epochs, device {device}, "
-          f"torch threads {torch.get_num_threads()}", flush=True)
-    runs = {}
+    setup = make_setup(args.data, args.size, args.batch, device, args.per_class, 0, args.arch, args.valid_fraction)
+    print(f"{args.arch}, data {args.data or '$COURSE_DATA'}: {len(setup.train)} training, {len(setup.valid)} "
+          f"validation, {len(setup.test)} test photos, {setup.classes} breeds; {args.size}px, batch {args.batch}, "
+          f"{args.epochs} epochs, device {device}, torch threads {torch.get_num_threads()}", flush=True)
+    kit = tools()
+    start = time.perf_counter()
+    data = Data(setup.train_loader, setup.valid_loader, device)
+    curves = find_rates(setup.new_model, data, kit, steps=args.finder_steps,
+                        progress=lambda name: print(f"range test: {name}", flush=True))
+    rates = {name: c.suggestion for name, c in curves.items()}
+    print("suggested rates (" + SUGGESTION_RULE + "): " + ", ".join(f"{k} {v:.2e}" for k, v in rates.items())
+          + f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+    records = []
     for seed in args.seeds:
-        setup = make_setup(args.data, args.size, args.batch, device, args.per_class, seed, args.arch)
+        if seed != 0:   # each seed shuffles the training photos its own way; the split stays the same
+            setup = make_setup(args.data, args.size, args.batch, device, args.per_class, seed, args.arch,
+                               args.valid_fraction)
+            data = Data(setup.train_loader, setup.valid_loader, device)
         for key in args.strategies:
-            start = time.perf_counter()
-            epochs = args.head_epochs if key in HEAD_EPOCHS else args.epochs
-            history = STRATEGIES[key](setup, epochs, seed)
-            runs.setdefault(key, []).append(history)
-            last = history.epochs[-1]
-            print(f"seed {seed} ({key}) {history.label:22s} test acc {100 * last['accuracy']:5.1f}%  "
-                  f"train acc {100 * last['train_acc']:5.1f}%  train {last['seconds']:6.1f} s  "
-                  f"(with evaluation {time.perf_counter() - start:6.1f} s)", flush=True)
-    print(f"\n{'strategy':28s} {'mean':>6s} {'min':>6s} {'max':>6s} {'stdev':>6s} {'error %':>7s}  train s  per seed")
-    for key, histories in runs.items():
-        accs = [100 * h.epochs[-1]["accuracy"] for h in histories]
-        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        secs = statistics.mean(h.epochs[-1]["seconds"] for h in histories)
-        print(f"({key}) {histories[0].label:24s} {statistics.mean(accs):6.1f} {min(accs):6.1f} {max(accs):6.1f} "
-              f"{sd:6.2f} {100 - statistics.mean(accs):7.1f}  {secs:7.1f}  " + " ".join(f"{a:.1f}" for a in accs))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({k: [h.as_dict() for h in v] for k, v in runs.items()}, f)
-    return runs
+            strategy = STRATEGIES[key]
+            _, record = run(strategy, setup.new_model, data, kit, seed, args.epochs, rates[strategy.rate_from],
+                            setup.test_loader)
+            records.append(record)
+            print(f"seed {seed} {record['label']:24s} lr {record['lr']:.1e}  validation {100 * record['valid_acc']:5.1f}%"
+                  f"  train {100 * record['train_acc']:5.1f}%  {record['seconds']:6.1f} s  "
+                  f"test {100 * record['test_acc']:5.1f}%", flush=True)
+    print()
+    print(format_table(summary(records)))
+    if args.out:
+        setting = {"data": str(args.data or "$COURSE_DATA"), "arch": args.arch, "size": args.size,
+                   "batch": args.batch, "epochs": args.epochs, "seeds": args.seeds, "per_class": args.per_class,
+                   "valid_fraction": args.valid_fraction, "photos": {"train": len(setup.train),
+                   "valid": len(setup.valid), "test": len(setup.test)}, "classes": setup.classes,
+                   "finder_steps": args.finder_steps, "commit": commit(),
+                   "command": "python -m tests.benchmarks.accuracy " + " ".join(argv if argv is not None else
+                                                                             __import__("sys").argv[1:])}
+        rate_info = {"rule": SUGGESTION_RULE} | {name: {"suggestion": c.suggestion, "lrs": c.lrs, "losses": c.losses,
+                                                        "stopped": c.stopped, "label": c.label}
+                                                 for name, c in curves.items()}
+        save_results(args.out, records, rate_info, setting)
+        print(f"results written to {args.out}")
+    return records, curves
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from course.data import load_pets
 from course.fit import fit_one_cycle
 from course.loaders import eval_transform, make_loader
 from course.pretrained import LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_body_head, lite0_groups
-from tests.benchmarks.recipes import features_of, frozen_bn_eval, set_frozen_prefix
+from tests.benchmarks.pets import features_of
+from tests.benchmarks.reference import tools
 
 
 def _median(xs):
@@ -39,14 +40,14 @@ def main(argv=None):
     dataset = load_pets("trainval", eval_transform(args.size, LITE0_MEAN, LITE0_STD), root=args.data)
     model = efficientnet_lite0(num_classes=len(dataset.classes))
     groups = lite0_groups(model)
-    set_frozen_prefix(groups, len(groups) - 1)
+    tools().freeze_to(groups, len(groups) - 1)
     body, head = lite0_body_head(model)
     photos = make_loader(dataset, args.batch, True, "cpu")
 
     full = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        fit_one_cycle(model, [(head, 1e-3)], photos, 1, before_epoch=frozen_bn_eval, progress=False)
+        fit_one_cycle(model, [(head, 1e-3)], photos, 1, before_epoch=tools().bn_freeze, progress=False)
         full.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()

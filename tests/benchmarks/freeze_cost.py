@@ -51,7 +51,9 @@ def measure_one(frozen, mode, size, batch, repeats, device, layout="NCHW"):
     """Median seconds of one step (or of one no_grad forward for mode "no_grad") and peak memory growth."""
     from course.fold import fold_batchnorm
     from course.pretrained import efficientnet_lite0, lite0_body_head, lite0_groups
-    from tests.benchmarks.recipes import frozen_bn_eval, set_frozen_prefix
+    from tests.benchmarks.reference import tools
+
+    freeze_to, bn_freeze = tools().freeze_to, tools().bn_freeze
 
     device = torch.device(device)
     torch.manual_seed(0)
@@ -62,7 +64,7 @@ def measure_one(frozen, mode, size, batch, repeats, device, layout="NCHW"):
     if mode == "folded":
         if frozen != len(groups) - 1:
             raise ValueError(f"folded needs the whole body frozen ({len(groups) - 1} groups), not {frozen}")
-        set_frozen_prefix(groups, frozen)
+        freeze_to(groups, frozen)
         body, head = lite0_body_head(model)
         model = nn.Sequential(fold_batchnorm(body, x[:2]), head)
     model.to(memory_format=FORMATS[layout])
@@ -78,10 +80,10 @@ def measure_one(frozen, mode, size, batch, repeats, device, layout="NCHW"):
             with torch.no_grad():
                 model(x)
     else:
-        set_frozen_prefix(groups, frozen)
+        freeze_to(groups, frozen)
         model.train()
         if mode == "course":
-            frozen_bn_eval(model)
+            bn_freeze(model)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
         def step():

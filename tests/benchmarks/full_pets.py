@@ -7,7 +7,7 @@ torchvision's ResNet-34 at 224 px, printing error rate and training wall time pe
 Compare with fastbook (chapters 1 and 5): ResNet-34 at 224 px reaches 5.4-5.9 % error after unfreezing
 with discriminative learning rates, about 20 s per frozen and 24 s per unfrozen epoch on its GPU. Our split
 is torchvision's (trainval 3,680 / test 3,669 photos), fastbook's a random 20 % of all photos: close, not equal.
-Any option of ``tests.benchmarks.accuracy`` works here too; ``--strategies abcdef`` adds the others.
+Any option of ``tests.benchmarks.accuracy`` works here too; ``--strategies abcdes`` adds LP-FT and the from-scratch baseline.
 """
 from tests.benchmarks import accuracy
 
