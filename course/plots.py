@@ -84,7 +84,8 @@ def plot_histories(histories, title="Accuracy of each strategy"):
 
     Args:
         histories: ``{label: course.fit.History}`` (or lists of such histories, one per seed: drawn as their
-            mean with a band from the lowest to the highest seed), each with validation accuracy per epoch.
+            mean with a band from the lowest to the highest seed), each with validation accuracy per epoch;
+            the run records of ``course.strategies.run`` (dicts with ``"epochs"``) are drawn alike.
 
     Returns:
         The matplotlib Figure.
@@ -96,11 +97,12 @@ def plot_histories(histories, title="Accuracy of each strategy"):
     fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for k, (label, runs) in enumerate(histories.items()):
         runs = runs if isinstance(runs, (list, tuple)) else [runs]
-        n = min(len(h.epochs) for h in runs)
-        if n == 0 or any(h.epochs[i]["accuracy"] is None for h in runs for i in range(n)):
+        runs = [h["epochs"] if isinstance(h, dict) else h.epochs for h in runs]
+        n = min(len(rows) for rows in runs)
+        if n == 0 or any(rows[i]["accuracy"] is None for rows in runs for i in range(n)):
             raise ValueError(f"{label}: every epoch needs a validation accuracy (pass valid_loader)")
-        acc = [[100 * h.epochs[i]["accuracy"] for h in runs] for i in range(n)]
-        secs = [sum(h.epochs[i]["seconds"] for h in runs) / len(runs) for i in range(n)]
+        acc = [[100 * rows[i]["accuracy"] for rows in runs] for i in range(n)]
+        secs = [sum(rows[i]["seconds"] for rows in runs) / len(runs) for i in range(n)]
         mean = [sum(a) / len(a) for a in acc]
         epochs = list(range(1, n + 1))
         color = f"C{k}"

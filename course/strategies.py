@@ -153,6 +153,9 @@ def find_rates(new_model, data, tools, steps=60, progress=None):
 def run(strategy, new_model, data, tools, seed, epochs, lr, test_loader, progress=False):
     """Train one strategy from seed ``seed``; score the test photos once, at the end.
 
+    ``new_model(seed, pretrained=...)`` makes the model (seeding torch, hence the augmentations); the training
+    loader's shuffling is reseeded with ``seed`` too, so the strategies of one seed see the same batches.
+
     Returns:
         ``(model, record)``: the trained model, and a dict with ``key``, ``label``, ``seed``, ``lr`` (and
         ``ft_lr`` for LP-FT), ``epochs`` (validation accuracy, training accuracy and loss, and seconds after
@@ -160,6 +163,9 @@ def run(strategy, new_model, data, tools, seed, epochs, lr, test_loader, progres
         ``test_acc`` (the one look at the test photos).
     """
     model, groups = new_model(seed, pretrained=strategy.pretrained)
+    shuffle = getattr(data.train, "generator", None)
+    if shuffle is not None:   # every strategy of one seed sees the same batches in the same order
+        shuffle.manual_seed(seed)
     history = strategy.train(model, groups, data, tools, epochs, lr, progress=progress)
     _, test_acc = evaluate(model, test_loader, data.device)
     last = history.epochs[-1]
