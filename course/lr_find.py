@@ -2,8 +2,8 @@
 
 Training runs for a few dozen steps while the learning rate grows exponentially from ``start`` to ``end``;
 the loss is recorded at every step, smoothed, and the run stops once the smoothed loss exceeds
-``diverge`` times its minimum. Where the loss falls fastest, the rate is large enough to learn and small
-enough to be stable. Then the model's parameters and buffers (BatchNorm running statistics included), its
+``diverge`` times its minimum. Where the loss keeps falling, the rate is large enough to learn and small
+enough to be stable; the suggestion is half-way along the longest such stretch (fastai's ``valley``). Then the model's parameters and buffers (BatchNorm running statistics included), its
 ``requires_grad`` flags and train/eval modes, the optimizer's state and the random number generators are
 put back exactly: the sweep is a measurement, not training.
 
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-SUGGESTION_RULE = "minimum / 10: a tenth of the rate at the smoothed loss's minimum (fastai's lr_min)"
+SUGGESTION_RULE = ("valley: half-way along the longest stretch where the smoothed loss keeps falling "
+                   "(fastai's default suggestion)")
 
 
 @dataclass
@@ -30,7 +31,7 @@ class LRFind:
         raw_losses: the loss of each step's batch.
         stopped: ``"diverged"`` (the smoothed loss passed ``diverge`` x its minimum) or ``"end"``.
         suggestion: the suggested peak rate for the reference group, by ``rule``.
-        steepest: the rate where the smoothed loss fell fastest against log(lr), for comparison.
+        lr_min: a tenth of the rate at the smoothed loss's minimum (fastai's ``minimum``), for comparison.
         label: what was swept (for plots).
     """
 
@@ -39,7 +40,7 @@ class LRFind:
     raw_losses: list = field(default_factory=list)
     stopped: str = "end"
     suggestion: float = float("nan")
-    steepest: float = float("nan")
+    lr_min: float = float("nan")
     rule: str = SUGGESTION_RULE
     label: str = ""
 
@@ -58,19 +59,34 @@ class LRFind:
         return ax
 
 
+def valley(losses):
+    """fastai's ``valley`` rule: the index half-way along the longest decreasing run of ``losses`` (the longest
+    subsequence in which each loss is below the one before; O(n^2), n is a few hundred at most)."""
+    n = len(losses)
+    longest = [1] * n
+    best_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+        if longest[i] > longest[best_end]:
+            best_end = i
+    start = best_end - longest[best_end] + 1
+    return start + (best_end - start) // 2
+
+
 def _suggest(lrs, losses):
-    """(minimum / 10, steepest descent) over the recorded curve; NaN when it is too short to say."""
+    """(valley, minimum / 10) over the recorded curve, leaving out what fastai leaves out: the first tenth of
+    the steps (the average rests on a few batches) and the last five (the blow-up); NaN when too short."""
     finite = 0
     while finite < len(losses) and math.isfinite(losses[finite]):
         finite += 1
-    lrs, losses = lrs[:finite], losses[:finite]
+    skip = finite // 10
+    lrs, losses = lrs[skip:max(finite - 5, skip)], losses[skip:max(finite - 5, skip)]
     if len(losses) < 3:
         return float("nan"), float("nan")
     best = min(range(len(losses)), key=losses.__getitem__)
-    skip = min(10, len(losses) // 10)   # the first steps' average rests on a few batches (fastai skips 10)
-    slopes = {i: (losses[i + 1] - losses[i]) / math.log(lrs[i + 1] / lrs[i]) for i in range(skip, best)}
-    steepest = lrs[min(slopes, key=slopes.__getitem__)] if slopes else float("nan")
-    return lrs[best] / 10, steepest
+    return lrs[valley(losses)], lrs[best] / 10
 
 
 def _snapshot(model, optimizer):
@@ -183,7 +199,7 @@ def lr_find(model, loader, device="cpu", layer_lrs=None, *, start=1e-7, end=10.0
             if not math.isfinite(smoothed) or smoothed > diverge * best:
                 result.stopped = "diverged"
                 break
-        result.suggestion, result.steepest = _suggest(result.lrs, result.losses)
+        result.suggestion, result.lr_min = _suggest(result.lrs, result.losses)
         return result
     finally:
         _restore(model, optimizer, saved)

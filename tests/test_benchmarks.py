@@ -59,3 +59,22 @@ def test_grading_benchmark_times_both_graders(capsys):
     assert set(figures) == {"one", "class"} and all(t > 0 for pair in figures.values() for t in pair)
     out = capsys.readouterr().out
     assert "sandboxed grader" in out and "x the throughput (target >= 1.8x)" in out
+
+
+def test_the_gpu_check_measures_throughput_and_writes_its_results_files(shared_data, tmp_path, capsys):
+    """On the CPU at a tiny size (the notebook part is notebook 05 itself, run by the autograding tests)."""
+    from tests.benchmarks import gpu_check
+
+    figures = gpu_check.main(["--data", str(shared_data / "pets-3breeds"), "--out", str(tmp_path), "--device", "cpu",
+                              "--size", "32", "--batch", "4", "--seconds", "0.2", "--parts", "throughput", "accuracy",
+                              "--accuracy-args", "--seeds 0 --epochs 2 --batch 4 --per-class 5 --finder-steps 4"])
+    rates = figures["throughput"]
+    assert all(rates[f"{k}_{w}"] > 0 for k in ("frozen", "unfrozen") for w in ("loader", "compute"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["accuracy.json", "throughput.json"]
+    assert "images/s through the loader" in capsys.readouterr().out
+    import torch
+
+    if not torch.cuda.is_available():   # as on CI: the check refuses rather than measure a CPU as a GPU
+        with pytest.raises(SystemExit):
+            gpu_check.main(["--data", str(shared_data), "--out", str(tmp_path)])
+        assert "no CUDA GPU" in capsys.readouterr().err

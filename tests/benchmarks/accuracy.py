@@ -26,12 +26,13 @@ from tests.benchmarks.reference import tools
 
 
 def commit():
-    """The repository's commit (with "+changes" when the tree differs from it), or "unknown"."""
+    """The repository's commit (with "+changes" when the code a result depends on, course/ and tests/,
+    differs from it), or "unknown"."""
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "course", "tests"], cwd=here,
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
