@@ -150,6 +150,14 @@ def find_rates(new_model, data, tools, steps=60, progress=None):
     return curves
 
 
+def relative_change(before, after):
+    """||after - before|| / ||before|| over lists of tensors (a layer group's parameters): how far training
+    moved a group from where it started, 0.0 for a group that did not move."""
+    num = sum(float(((a.detach() - b).float() ** 2).sum()) for a, b in zip(after, before))
+    den = sum(float((b.float() ** 2).sum()) for b in before)
+    return (num / den) ** 0.5 if den > 0 else 0.0
+
+
 def run(strategy, new_model, data, tools, seed, epochs, lr, test_loader, progress=False):
     """Train one strategy from seed ``seed``; score the test photos once, at the end.
 
@@ -159,22 +167,25 @@ def run(strategy, new_model, data, tools, seed, epochs, lr, test_loader, progres
     Returns:
         ``(model, record)``: the trained model, and a dict with ``key``, ``label``, ``seed``, ``lr`` (and
         ``ft_lr`` for LP-FT), ``epochs`` (validation accuracy, training accuracy and loss, and seconds after
-        each epoch), ``steps``, ``valid_acc``, ``train_acc``, ``seconds`` (training wall time) and
-        ``test_acc`` (the one look at the test photos).
+        each epoch), ``steps``, ``valid_acc``, ``train_acc``, ``seconds`` (training wall time),
+        ``weight_change`` (``relative_change`` of each layer group but the classifier, from where the run
+        started) and ``test_acc`` (the one look at the test photos).
     """
     model, groups = new_model(seed, pretrained=strategy.pretrained)
     shuffle = getattr(data.train, "generator", None)
     if shuffle is not None:   # every strategy of one seed sees the same batches in the same order
         shuffle.manual_seed(seed)
+    start = [[p.detach().clone() for p in g.parameters()] for g in groups[:-1]]
     history = strategy.train(model, groups, data, tools, epochs, lr, progress=progress)
     _, test_acc = evaluate(model, test_loader, data.device)
+    moved = [relative_change(before, list(g.parameters())) for before, g in zip(start, groups[:-1])]
     last = history.epochs[-1]
     record = {
         "key": strategy.key, "label": strategy.label, "seed": seed, "lr": lr,
         "epochs": [{k: row[k] for k in ("epoch", "accuracy", "train_acc", "train_loss", "seconds")}
                    for row in history.epochs],
         "steps": sum(history.phase_steps), "valid_acc": last["accuracy"], "train_acc": last["train_acc"],
-        "seconds": last["seconds"], "test_acc": test_acc,
+        "seconds": last["seconds"], "test_acc": test_acc, "weight_change": moved,
     }
     if hasattr(history, "ft_lr"):
         record["ft_lr"] = history.ft_lr

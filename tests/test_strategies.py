@@ -114,3 +114,15 @@ def test_the_results_file_round_trips_into_the_same_table(tmp_path):
     assert rows[0]["test"]["mean"] == pytest.approx(sum(accs) / 2) and rows[0]["test"]["min"] == min(accs)
     table = format_table(rows)
     assert table.splitlines()[1].startswith("(a) head only") and f"{rows[1]['test']['mean']:5.1f}" in table
+
+
+def test_weight_change_is_zero_for_frozen_groups_and_measured_against_the_start():
+    data = Data(batches(3, 0), batches(1, 1), torch.device("cpu"))
+    _, head = run(STRATEGIES["a"], tiny_new_model, data, tools(), 0, 2, 1e-2, data.valid)
+    _, full = run(STRATEGIES["b"], tiny_new_model, data, tools(), 0, 2, 1e-2, data.valid)
+    assert head["weight_change"] == [0.0, 0.0, 0.0], "(a) leaves the three pretrained groups where they were"
+    assert len(full["weight_change"]) == 3 and all(0 < c < 1 for c in full["weight_change"])
+    from course.strategies import relative_change
+
+    w = torch.tensor([3.0, 4.0])
+    assert relative_change([w], [w + torch.tensor([0.0, 0.5])]) == pytest.approx(0.1)
