@@ -77,12 +77,13 @@ def valley(losses):
 
 def _suggest(lrs, losses):
     """(valley, minimum / 10) over the recorded curve, leaving out what fastai leaves out: the first tenth of
-    the steps (the average rests on a few batches) and the last five (the blow-up); NaN when too short."""
+    the steps (the average rests on a few batches) and the last five (the blow-up), fewer in a sweep of under
+    50 steps; NaN when fewer than three steps are left."""
     finite = 0
     while finite < len(losses) and math.isfinite(losses[finite]):
         finite += 1
-    skip = finite // 10
-    lrs, losses = lrs[skip:max(finite - 5, skip)], losses[skip:max(finite - 5, skip)]
+    skip, cut = finite // 10, min(5, finite // 10)   # fastai's 10 % and 5, shorter for short sweeps
+    lrs, losses = lrs[skip:finite - cut], losses[skip:finite - cut]
     if len(losses) < 3:
         return float("nan"), float("nan")
     best = min(range(len(losses)), key=losses.__getitem__)

@@ -38,11 +38,12 @@ class Tools:
 @dataclass
 class Data:
     """Loaders every strategy shares: ``train`` (augmented, shuffled), ``valid`` (for every choice and every
-    curve), ``device``."""
+    curve), ``device``, and ``sweep``: the steps of a learning-rate range test (``find_rates``, and LP-FT's own)."""
 
     train: object
     valid: object
     device: torch.device
+    sweep: int = 60
 
 
 def _fit(model, data, layer_lrs, epochs, history, before_epoch, progress, **kw):
@@ -82,7 +83,7 @@ def gradual_unfreezing(model, groups, data, tools, epochs, lr, factor=2.6, progr
     return history
 
 
-def lp_ft(model, groups, data, tools, epochs, lr, probe_epochs=None, finder_steps=60, progress=False):
+def lp_ft(model, groups, data, tools, epochs, lr, probe_epochs=None, progress=False):
     """(e) LP-FT (Kumar et al., ICLR 2022): a linear probe (the head alone, ``lr``) for ``probe_epochs``
     (half the budget by default), then everything unfrozen at the rate a range test on the probed model
     suggests (the 'after unfreezing' curve), for the rest. Records that rate as ``history.ft_lr``."""
@@ -92,7 +93,7 @@ def lp_ft(model, groups, data, tools, epochs, lr, probe_epochs=None, finder_step
     tools.freeze_to(groups, len(groups) - 1)
     history = _fit(model, data, [(groups[-1], lr)], probe_epochs, History("(e) LP-FT"), tools.bn_freeze, progress)
     tools.freeze_to(groups, 0)
-    found = lr_find(model, data.train, data.device, steps=finder_steps, before_epoch=tools.bn_freeze)
+    found = lr_find(model, data.train, data.device, steps=data.sweep, before_epoch=tools.bn_freeze)
     history.ft_lr = found.suggestion
     return _fit(model, data, [(g, found.suggestion) for g in groups], epochs - probe_epochs, history,
                 tools.bn_freeze, progress)
@@ -126,12 +127,12 @@ STRATEGIES = {s.key: s for s in [
 ]}
 
 
-def find_rates(new_model, data, tools, steps=60, progress=None):
+def find_rates(new_model, data, tools, progress=None):
     """Range tests on the training photos before any comparison, with seed 0's models.
 
     Args:
         new_model: ``new_model(seed, pretrained=True)`` -> ``(model on data.device, layer groups)``.
-        steps: steps of each sweep (each stops early when the loss diverges).
+        data: the loaders; each sweep runs ``data.sweep`` steps (fewer when the loss diverges).
         progress: called as ``progress(name)`` before each sweep (a print, say).
 
     Returns:
@@ -144,7 +145,7 @@ def find_rates(new_model, data, tools, steps=60, progress=None):
             progress(name)
         model, groups = new_model(0, pretrained=pretrained)
         tools.freeze_to(groups, len(groups) - 1 if frozen else 0)
-        curves[name] = lr_find(model, data.train, data.device, steps=steps, before_epoch=tools.bn_freeze,
+        curves[name] = lr_find(model, data.train, data.device, steps=data.sweep, before_epoch=tools.bn_freeze,
                                label=f"{'pretrained' if pretrained else 'random'}, "
                                      f"{'head only' if frozen else 'all'} trainable")
     return curves

@@ -36,7 +36,7 @@ def test_the_benchmark_passes_the_test_loader_only_to_the_final_scoring():
     source = (ROOT / "tests" / "benchmarks" / "accuracy.py").read_text()
     uses = [line.strip() for line in source.splitlines() if "test_loader" in line]
     assert uses == ["setup.test_loader)"], uses
-    assert "Data(setup.train_loader, setup.valid_loader, device)" in source
+    assert "Data(setup.train_loader, setup.valid_loader, device, args.finder_steps)" in source
 
 
 def derivable(results):

@@ -42,8 +42,8 @@ def batches(n, seed):
 
 def test_choices_use_the_validation_loader_and_the_test_loader_is_read_once_per_finished_run():
     train, valid, test = Counting(batches(3, 0)), Counting(batches(2, 1)), Counting(batches(2, 2))
-    data = Data(train, valid, torch.device("cpu"))
-    curves = find_rates(tiny_new_model, data, tools(), steps=6)
+    data = Data(train, valid, torch.device("cpu"), sweep=6)
+    curves = find_rates(tiny_new_model, data, tools())
     assert valid.passes == 0 and test.passes == 0, "range tests read the training photos only"
     assert {name: len(c.lrs) for name, c in curves.items()} == {"frozen": 6, "unfrozen": 6, "scratch": 6}
     for key, strategy in STRATEGIES.items():
@@ -92,7 +92,7 @@ def test_lp_ft_probes_first_then_trains_everything_at_the_rate_its_range_test_ch
             seen.append({n: p.detach().clone() for n, p in model.named_parameters()})
             return super().__iter__()
 
-    history = lp_ft(model, groups, Data(Spy(loader), batches(1, 1), torch.device("cpu")), tools(), 4, 1e-2)
+    history = lp_ft(model, groups, Data(Spy(loader), batches(1, 1), torch.device("cpu"), sweep=10), tools(), 4, 1e-2)
     rows = [r for r in history.epochs]
     assert [r["trainable"] for r in rows] == [8 * 3 + 3] * 2 + [sum(p.numel() for p in model.parameters())] * 2
     assert history.max_lr_of("7.weight", 0) == 1e-2 and history.max_lr_of("0.weight", 0) is None

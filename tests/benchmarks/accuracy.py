@@ -60,14 +60,15 @@ def main(argv=None, description=__doc__, defaults=None):
     if unknown:
         ap.error(f"unknown strategies {''.join(sorted(unknown))}; known: {''.join(STRATEGIES)}")
     device = torch.device(args.device) if args.device else default_device()
+    code = commit()   # before training: the code that runs
     setup = make_setup(args.data, args.size, args.batch, device, args.per_class, 0, args.arch, args.valid_fraction)
     print(f"{args.arch}, data {args.data or '$COURSE_DATA'}: {len(setup.train)} training, {len(setup.valid)} "
           f"validation, {len(setup.test)} test photos, {setup.classes} breeds; {args.size}px, batch {args.batch}, "
           f"{args.epochs} epochs, device {device}, torch threads {torch.get_num_threads()}", flush=True)
     kit = tools()
     start = time.perf_counter()
-    data = Data(setup.train_loader, setup.valid_loader, device)
-    curves = find_rates(setup.new_model, data, kit, steps=args.finder_steps,
+    data = Data(setup.train_loader, setup.valid_loader, device, args.finder_steps)
+    curves = find_rates(setup.new_model, data, kit,
                         progress=lambda name: print(f"range test: {name}", flush=True))
     rates = {name: c.suggestion for name, c in curves.items()}
     print("suggested rates (" + SUGGESTION_RULE + "): " + ", ".join(f"{k} {v:.2e}" for k, v in rates.items())
@@ -77,7 +78,7 @@ def main(argv=None, description=__doc__, defaults=None):
         if seed != 0:   # each seed shuffles the training photos its own way; the split stays the same
             setup = make_setup(args.data, args.size, args.batch, device, args.per_class, seed, args.arch,
                                args.valid_fraction)
-            data = Data(setup.train_loader, setup.valid_loader, device)
+            data = Data(setup.train_loader, setup.valid_loader, device, args.finder_steps)
         for key in args.strategies:
             strategy = STRATEGIES[key]
             _, record = run(strategy, setup.new_model, data, kit, seed, args.epochs, rates[strategy.rate_from],
@@ -93,7 +94,7 @@ def main(argv=None, description=__doc__, defaults=None):
                    "batch": args.batch, "epochs": args.epochs, "seeds": args.seeds, "per_class": args.per_class,
                    "valid_fraction": args.valid_fraction, "photos": {"train": len(setup.train),
                    "valid": len(setup.valid), "test": len(setup.test)}, "classes": setup.classes,
-                   "finder_steps": args.finder_steps, "commit": commit(),
+                   "finder_steps": args.finder_steps, "commit": code,
                    "command": "python -m tests.benchmarks.accuracy " + " ".join(argv if argv is not None else
                                                                              __import__("sys").argv[1:])}
         rate_info = {"rule": SUGGESTION_RULE} | {name: {"suggestion": c.suggestion, "lrs": c.lrs, "losses": c.losses,
