@@ -98,7 +98,7 @@ def test_the_results_file_says_what_was_run_where_and_from_which_commit(results)
 def test_every_figure_in_notebook_05s_benchmark_prose_is_in_its_results_file(results):
     """The prose after section 8's table: a figure that is not in the file (a stale number after the benchmark
     was run again, a typo, a figure from another run) fails here."""
-    prose = [s for s in cells("markdown") if "the benchmark" in s.lower() and "wins" in s.lower()]
+    prose = [s for s in cells("markdown") if s.startswith("**What wins, and by how much.**")]
     assert len(prose) == 1, "one prose cell reads the benchmark's table"
     unsupported = sorted(quoted(prose[0]) - derivable(results))
     assert not unsupported, f"figures in the prose that the results file does not give: {unsupported}"
