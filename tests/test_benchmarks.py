@@ -62,15 +62,15 @@ def test_grading_benchmark_times_both_graders(capsys):
 
 
 def test_the_gpu_check_measures_throughput_and_writes_its_results_files(shared_data, tmp_path, capsys):
-    """On the CPU at a tiny size (the notebook part is notebook 05 itself, run by the autograding tests)."""
+    """On the CPU at a tiny size, the throughput part (the accuracy part is the benchmark tested above, the
+    notebook part notebook 05 itself, run by the autograding tests)."""
     from tests.benchmarks import gpu_check
 
     figures = gpu_check.main(["--data", str(shared_data / "pets-3breeds"), "--out", str(tmp_path), "--device", "cpu",
-                              "--size", "32", "--batch", "4", "--seconds", "0.2", "--parts", "throughput", "accuracy",
-                              "--accuracy-args", "--seeds 0 --epochs 2 --batch 4 --per-class 5 --finder-steps 4"])
+                              "--size", "32", "--batch", "4", "--seconds", "0.1", "--parts", "throughput"])
     rates = figures["throughput"]
     assert all(rates[f"{k}_{w}"] > 0 for k in ("frozen", "unfrozen") for w in ("loader", "compute"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["accuracy.json", "throughput.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["throughput.json"]
     assert "images/s through the loader" in capsys.readouterr().out
     import torch
 
