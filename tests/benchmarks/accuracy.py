@@ -74,11 +74,7 @@ def main(argv=None, description=__doc__, defaults=None):
     print("suggested rates (" + SUGGESTION_RULE + "): " + ", ".join(f"{k} {v:.2e}" for k, v in rates.items())
           + f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     records = []
-    for seed in args.seeds:
-        if seed != 0:   # each seed shuffles the training photos its own way; the split stays the same
-            setup = make_setup(args.data, args.size, args.batch, device, args.per_class, seed, args.arch,
-                               args.valid_fraction)
-            data = Data(setup.train_loader, setup.valid_loader, device, args.finder_steps)
+    for seed in args.seeds:   # one split for all; run() reseeds the training loader's shuffling with each seed
         for key in args.strategies:
             strategy = STRATEGIES[key]
             _, record = run(strategy, setup.new_model, data, kit, seed, args.epochs, rates[strategy.rate_from],

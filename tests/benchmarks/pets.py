@@ -57,14 +57,14 @@ def make_setup(root, size=224, batch=32, device="cpu", per_class=None, seed=0, a
 
     def photos(split, transform):
         dataset = load_pets(split, transform, root=root)
-        return dataset if per_class is None else small_subset(dataset, per_class, split_seed)
+        return dataset, (dataset if per_class is None else small_subset(dataset, per_class, split_seed))
 
-    train, valid, train_plain, _ = train_valid_split(photos("trainval", train_transform(size, mean, std)),
-                                                     photos("trainval", eval_transform(size, mean, std)),
+    whole, augmented = photos("trainval", train_transform(size, mean, std))
+    classes = len(whole.classes)   # every breed of the data set, whether or not a subset holds it
+    # the same split of both views; the validation photos are the plain (not augmented) view's
+    train, _, train_plain, valid = train_valid_split(augmented, photos("trainval", eval_transform(size, mean, std))[1],
                                                      valid_fraction=valid_fraction, seed=split_seed)
-    valid = torch.utils.data.Subset(train_plain.dataset, valid.indices)   # validation photos are not augmented
-    test = photos("test", eval_transform(size, mean, std))
-    classes = len(load_pets("test", root=root).classes)
+    test = photos("test", eval_transform(size, mean, std))[1]
     device = torch.device(device)
     return Setup(train, train_plain, valid, test, make_loader(train, batch, True, device, seed=seed),
                  make_loader(valid, 64, False, device), make_loader(test, 64, False, device), classes, device, arch,
