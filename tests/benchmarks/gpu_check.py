@@ -100,13 +100,9 @@ def run_notebook(data, out_dir, timeout):
     env.pop("NBGRADER_EXECUTION", None)
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
-    old = dict(os.environ)
-    os.environ.update(env)   # the kernel inherits this process's environment
     try:
-        client.execute()
+        client.execute(env=env)   # the kernel's environment (nbclient passes it to the kernel manager)
     finally:
-        os.environ.clear()
-        os.environ.update(old)
         nbformat.write(nb, out_dir / "05_unfreezing.ipynb")
     return time.perf_counter() - start
 
