@@ -20,7 +20,8 @@ instructor's browser.
 - raw cells that nbconvert copies into HTML are sanitised like HTML outputs;
 - cell attachments keep only png/jpeg with valid base64;
 - metadata keeps only what grading and display need (``nbgrader`` with checked types and a plain grade_id,
-  image width/height, tags, kernelspec, language_info); widget state is removed.
+  the course's ``given`` cells as strings, image width/height, tags, kernelspec, language_info); widget state is
+  removed.
 
 Honest notebooks (printed text, matplotlib PNGs, plain HTML tables, ordinary Markdown) come through looking the
 same, and give no notes.
@@ -141,7 +142,8 @@ def _sanitise_cell_metadata(cell):
             if (k in ("deletable", "editable", "collapsed") and isinstance(v, bool))
             or (k == "tags" and isinstance(v, list) and all(isinstance(t, str) for t in v))
             or (k == "jupyter" and isinstance(v, dict) and all(isinstance(x, bool) for x in v.values()))
-            or (k == "raw_mimetype" and isinstance(v, str))}
+            or (k == "raw_mimetype" and isinstance(v, str))
+            or (k == "course" and _plain_course(v))}
     if "nbgrader" in meta:
         nbgrader = _checked_nbgrader(meta["nbgrader"])
         if nbgrader is None:
@@ -150,6 +152,15 @@ def _sanitise_cell_metadata(cell):
             kept["nbgrader"] = nbgrader
     cell.metadata = nbformat.from_dict(kept)
     return notes
+
+
+def _plain_course(value):
+    """The course's own cell metadata (``autograder.answers``): ``{"given" or "loads": {notebook: [names]}}``,
+    strings only."""
+    return (isinstance(value, dict) and set(value) <= {"given", "loads"} and all(
+        isinstance(given, dict) and all(isinstance(nb, str) and isinstance(names, list)
+                                        and all(isinstance(n, str) for n in names) for nb, names in given.items())
+        for given in value.values()))
 
 
 _NBGRADER_TYPES = {"grade": bool, "solution": bool, "locked": bool, "task": bool, "grade_id": str,

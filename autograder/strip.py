@@ -3,7 +3,8 @@
     python -m autograder.strip source           # strip every notebook under source/ in place
     python -m autograder.strip --check source   # exit 1 if any notebook there is not stripped
 
-Kept: cell sources, cell ids, ``metadata.nbgrader`` and ``metadata.tags`` of cells, and the notebook's
+Kept: cell sources, cell ids, ``metadata.nbgrader``, ``metadata.tags`` and ``metadata.course`` (a cell that gives
+earlier notebooks' answers: ``autograder.answers``) of cells, and the notebook's
 kernelspec and language name. Dropped: outputs, execution counts, and everything Jupyter adds on save
 (scroll state, widget state, language version, timings).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-KEEP_CELL_METADATA = ("nbgrader", "tags")
+KEEP_CELL_METADATA = ("nbgrader", "tags", "course")
 
 
 def strip_notebook(nb):

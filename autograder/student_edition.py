@@ -7,7 +7,10 @@ It holds the student notebooks (``release/``), the course package (``course/``),
 (``pyproject.toml``, ``requirements.txt``, ``environment.yml``, ``postBuild``) and a short README; never
 ``source/``, ``autograder/``, the tests, the gradebook or student data. Before anything is written out, the
 export is scanned: a file with an nbgrader solution or hidden-test marker, or with any line of the instructor's
-solutions or hidden tests, stops the export (the folder is removed) with the list of leaks. It also refuses when
+solutions or hidden tests, stops the export (the folder is removed) with the list of leaks. The cells in which a
+later notebook gives earlier notebooks' answers (for a class, released after those are due) are replaced by cells
+that load the student's own answers (``course.earlier``), and every function in the edition is tried against
+every exercise's tests (``autograder.answers``): one that passes them stops the export too. It also refuses when
 ``release/`` is out of date with ``source/`` (``--no-check`` skips that slower check). A manifest of every file's
 SHA-256 lets students update their copy later without losing work (``python -m course.update``).
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from course.update import MANIFEST, write_manifest
 
+from .answers import given_by
 from .course_dir import ROOT, assignments
 
 SHIPPED = ["release", "course", "pyproject.toml", "requirements.txt", "environment.yml", "postBuild"]
@@ -39,6 +43,9 @@ Notebooks with exercises on what freezing a layer really does in PyTorch. Start 
     python3 -m venv .venv && . .venv/bin/activate
     pip install -r requirements.txt && pip install --no-deps -e .
     jupyter lab release/
+
+Every notebook is here at once, so no notebook holds the answers of an earlier one: where notebook 03 or 05
+builds on an earlier exercise, it loads the function you wrote there (finish that exercise first).
 
 Check an exercise before you hand it in (visible tests only; hidden tests decide the grade):
 
@@ -66,12 +73,15 @@ def secrets(root=ROOT):
     notebooks do not show anyway (a function's signature sits outside the markers). ``blocks``: each whole
     solution or hidden-test region, normalised, when it is at least ``MIN_LINE`` characters long, so that a short
     solution made of short lines is still recognised when pasted whole. Text the instructor's notebooks also
-    show outside the markers (notebook 03 gives notebook 02's ``freeze_to`` as ready-made code) is public.
+    show outside the markers is public, except the cells in which a later notebook gives earlier notebooks' answers
+    (``autograder.answers``): the export replaces those.
     """
     secret, public, blocks, public_cells = set(), set(), set(), []
     for name in assignments(root):
         nb = json.loads((Path(root) / "source" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
         for cell in nb["cells"]:
+            if given_by(cell):
+                continue  # earlier answers that a later notebook gives in a class: never public in this edition
             region, shown = None, []
             for line in "".join(cell["source"]).splitlines():
                 if re.search(r"### BEGIN (SOLUTION|HIDDEN TESTS)", line):
@@ -112,6 +122,8 @@ def scan(folder, root=ROOT):
             except ValueError:
                 problems.append(f"{rel}: not a valid notebook")
                 continue
+            problems += [f"{rel}: cell {i} gives the answers of {', '.join(given_by(c))}"
+                         for i, c in enumerate(nb.get("cells", [])) if given_by(c)]
         marker = MARKERS.search(text)
         if marker:
             problems.append(f"{rel}: holds the marker {marker.group(0)!r}")
@@ -123,13 +135,37 @@ def scan(folder, root=ROOT):
     return problems
 
 
+def load_your_own(path):
+    """Replace, in notebook ``path``, each cell that gives earlier notebooks' answers by one that loads the
+    student's own (``course.earlier``); returns how many cells were replaced."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    count = 0
+    for cell in nb["cells"]:
+        given = given_by(cell)
+        if not given:
+            continue
+        lines = ["# Your own answers from earlier notebooks, which this notebook uses (read from those notebooks:",
+                 "# finish their exercises first). In a class, this cell holds reference answers instead.",
+                 "from course.earlier import earlier", ""]
+        for notebook, names in given.items():
+            targets = ", ".join(names) + ("," if len(names) == 1 else "")
+            lines.append(f"{targets} = earlier({notebook!r}, {', '.join(map(repr, names))})")
+        cell["source"] = [line + "\n" for line in lines[:-1]] + [lines[-1]]
+        cell["metadata"]["course"] = {"loads": given}
+        cell["outputs"], cell["execution_count"] = [], None
+        count += 1
+    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return count
+
+
 def export(dest, root=ROOT, check=True):
     """Write the student edition to the new folder ``dest``; returns ``dest``.
 
     Raises:
         FileExistsError: ``dest`` exists (nothing is overwritten).
         RuntimeError: ``release/`` is out of date with ``source/`` (when ``check``).
-        Leak: the scan found solutions or hidden tests; ``dest`` is removed.
+        Leak: the scan found solutions or hidden tests, or (when ``check``) a function that answers an exercise
+            (``autograder.answers``); nothing is written.
     """
     dest, root = Path(dest), Path(root)
     if dest.exists():
@@ -150,7 +186,14 @@ def export(dest, root=ROOT, check=True):
             else:
                 shutil.copy2(src, build / name)
         (build / "README.md").write_text(README)
+        for nb_path in sorted((build / "release").glob("*/*.ipynb")):
+            load_your_own(nb_path)
         problems = scan(build, root)
+        if check and not problems:
+            from .answers import breaches, find
+
+            problems = breaches(find(sorted((build / "release").glob("*/*.ipynb")), root, course_path=build)[0],
+                                edition=True)
         if problems:
             raise Leak("the student edition would reveal instructor material; nothing was written:\n  "
                        + "\n  ".join(problems))

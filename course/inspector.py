@@ -217,9 +217,11 @@ def inspect(model, optimizer=None, groups=None, freeze_to=None):
 
     Args:
         optimizer: shows which parameters it holds, at which learning rate and weight decay.
-        groups: layer groups (list of modules, input to output): adds a row per group and a freeze_to slider.
-        freeze_to: the function the slider calls as ``freeze_to(groups, n)``; by default groups[:n] are
-            frozen and groups[n:] unfrozen.
+        groups: layer groups (list of modules, input to output): adds a row per group, each with a checkbox
+            that freezes or unfreezes that group.
+        freeze_to: your ``freeze_to(groups, n)`` from notebook 02: with ``groups``, adds a slider that calls
+            it. The course has no ``freeze_to`` of its own (it would be that exercise's answer), so without
+            it there is no slider.
     """
     from .inspector_widget import LayerInspector
 

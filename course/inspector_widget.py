@@ -8,11 +8,6 @@ from .inspector import format_table, layer_table, totals
 _FROZEN_COLOUR = {"all": "#1f77b4", "some": "#9467bd", "none": "#2ca02c", "": "#7f7f7f"}
 
 
-def _default_freeze_to(groups, n):
-    for i, group in enumerate(groups):
-        group.requires_grad_(i >= (n if n >= 0 else len(groups) + n))
-
-
 def _label(row):
     parts = [f"<b>{html.escape(row.path.rsplit('.', 1)[-1])}</b> <span style='color:#777'>{row.kind}</span>"]
     if row.params:
@@ -76,7 +71,7 @@ class LayerInspector(W.VBox):
 
     def __init__(self, model, optimizer=None, groups=None, freeze_to=None):
         self.model, self.optimizer, self.groups = model, optimizer, groups
-        self.freeze_to = freeze_to or _default_freeze_to
+        self.freeze_to = freeze_to  # the student's own (notebook 02): the course ships no freeze_to of its own
         self._quiet = False
         self._views = {}
         self.totals = W.HTML()
@@ -90,13 +85,15 @@ class LayerInspector(W.VBox):
         self.slider = None
         self.group_checks = []
         if groups is not None:
-            self.slider = W.IntSlider(value=0, min=0, max=len(groups), description="freeze_to", continuous_update=False)
-            self.slider.observe(self._slide, "value")
+            if freeze_to is not None:
+                self.slider = W.IntSlider(value=0, min=0, max=len(groups), description="freeze_to",
+                                          continuous_update=False)
+                self.slider.observe(self._slide, "value")
             self.group_checks = [W.Checkbox(value=False, description=f"group {i}", indent=False) for i in range(len(groups))]
             for i, check in enumerate(self.group_checks):
                 check.observe(lambda change, i=i: self._freeze_group(i, change["new"]), "value")
             self.group_labels = [W.HTML() for _ in groups]
-            controls += [self.slider, W.VBox([W.HBox([c, lab]) for c, lab in zip(self.group_checks, self.group_labels)])]
+            controls += [*([self.slider] if self.slider else []), W.VBox([W.HBox([c, lab]) for c, lab in zip(self.group_checks, self.group_labels)])]
         self.tree = W.VBox(self._views_below(""))
         super().__init__([self.totals, *controls, self.tree])
         self.add_class("layer-inspector")
@@ -138,8 +135,9 @@ class LayerInspector(W.VBox):
                 for check, label, row in zip(self.group_checks, self.group_labels, group_rows):
                     check.value = row.frozen == "all"
                     label.value = _label(row)
-                frozen_prefix = next((i for i, r in enumerate(group_rows) if r.frozen != "all"), len(group_rows))
-                self.slider.value = frozen_prefix
+                if self.slider is not None:
+                    self.slider.value = next((i for i, r in enumerate(group_rows) if r.frozen != "all"),
+                                             len(group_rows))
             finally:
                 self._quiet = False
 

@@ -146,8 +146,3 @@ def lite0_body_head(model):
     """``(body, head)`` of an EfficientNet-Lite0: ``head(body(x))`` equals ``model(x)`` (dropout aside)."""
     return Lite0Body(model), model.classifier
 
-
-def resnet_groups(model):
-    """Layer groups of a torchvision ResNet, input to output (6 groups): the stem (conv1, bn1), layer1 to
-    layer4, and the classifier ``fc``; each holds the model's own modules. Used by the full-data benchmark."""
-    return [nn.ModuleList([model.conv1, model.bn1]), model.layer1, model.layer2, model.layer3, model.layer4, model.fc]

@@ -312,6 +312,16 @@ def test_metadata_keeps_what_grading_and_display_need():
     assert set(nb.metadata) == {"kernelspec", "language_info"}
 
 
+def test_course_metadata_is_kept_only_as_plain_names():
+    """A given cell's ``course`` metadata (notebook -> function names) stays; anything else under that key goes."""
+    plain = {"given": {"02_freezing": ["freeze_to"]}}
+    for meta, kept in [(plain, plain), ({"given": {"02_freezing": [{"html": "<script>"}]}}, None),
+                       ({"given": plain["given"], "html": "<b>"}, None), ({"loads": "<script>"}, None)]:
+        nb = notebook(new_code_cell("x", metadata={"course": meta}))
+        sanitise_notebook(nb)
+        assert nb.cells[0].metadata.get("course") == kept, meta
+
+
 def test_the_report_lists_what_was_removed(tmp_path):
     from autograder import report
     from autograder.worker import Result

@@ -142,6 +142,17 @@ def test_widget_slider_calls_freeze_to_and_group_boxes():
     assert widget.slider.value == 3 and calls == [2], "refreshing the slider must not call freeze_to again"
 
 
+def test_widget_groups_without_freeze_to_have_boxes_and_no_slider():
+    """The course ships no freeze_to (it is notebook 02's exercise): without the student's, no slider; the
+    group boxes still freeze exactly their group."""
+    net = tiny_cnn()
+    groups = [net.body[:2], net.body[2:], net.head]
+    widget = inspect(net, groups=groups)
+    assert widget.slider is None
+    widget.group_checks[1].value = True
+    assert [all(p.requires_grad for p in g.parameters()) for g in groups] == [True, False, True]
+
+
 def test_widget_refresh_shows_changes_made_by_code():
     net = tiny_cnn()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

@@ -153,3 +153,47 @@ def test_update_cli_from_an_archive_and_dry_run(tmp_path):
     assert real.returncode == 0 and (student / "release/06/06.ipynb").read_text() == "six v2"
     bad = cli(tmp_path / "student" / "course", "--into", student)
     assert bad.returncode == 2 and "not a student edition" in bad.stderr
+
+
+# ---- the edition loads the student's own earlier answers -------------------------------------------------------
+
+def test_edition_cells_load_the_students_own_earlier_answers(edition, tmp_path, monkeypatch):
+    """Notebook 05's given cell became a call to course.earlier: run in a copy of the course's folders where
+    02 and 03 are solved, it returns working functions; with 02 unsolved (the release's stubs) it says to
+    finish that exercise first."""
+    nb = json.loads((edition / "release" / "05_unfreezing" / "05_unfreezing.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if c["metadata"].get("course", {}).get("loads"))
+    source = "".join(cell["source"])
+    assert "def " not in source and "earlier(" in source
+    for name in ("02_freezing", "03_optimizer"):
+        (tmp_path / "solved" / name).mkdir(parents=True)
+        shutil.copy(ROOT / "source" / name / f"{name}.ipynb", tmp_path / "solved" / name)  # the solutions
+    (tmp_path / "solved" / "05_unfreezing").mkdir()
+    monkeypatch.chdir(tmp_path / "solved" / "05_unfreezing")
+    space = {}
+    exec(source, space)
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    space["freeze_to"](list(net), 2)
+    assert [layer.weight.requires_grad for layer in net] == [False, False, True]
+    assert space["even_mults"](1e-4, 1e-2, 3) == pytest.approx([1e-4, 1e-3, 1e-2])
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    with torch.no_grad():
+        net[2].bias.add_(1.0)
+    assert space["changed_params"](before, net) == ["2.bias"]
+
+    shutil.copy(edition / "release" / "02_freezing" / "02_freezing.ipynb", tmp_path / "solved" / "02_freezing")
+    with pytest.raises(NotImplementedError, match="freeze_to in .*02_freezing.ipynb is not written yet"):
+        exec(source, {})
+
+
+def test_scan_refuses_a_given_cell_left_in_the_edition(edition, tmp_path):
+    """A cell that gives earlier answers (a class's release) is reported if an edition still holds one."""
+    copy = tmp_path / "copy"
+    shutil.copytree(edition, copy)
+    release = json.loads((ROOT / "release" / "03_optimizer" / "03_optimizer.ipynb").read_text())
+    (copy / "release" / "03_optimizer" / "03_optimizer.ipynb").write_text(json.dumps(release))
+    problems = student_edition.scan(copy)
+    assert any("gives the answers of 02_freezing" in p for p in problems), problems
+    assert any("holds a whole solution" in p for p in problems), problems  # its text, too

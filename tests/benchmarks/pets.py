@@ -13,7 +13,9 @@ from course.data import load_pets, small_subset, train_valid_split
 from course.fold import fold_batchnorm
 from course.loaders import eval_transform, make_loader, train_transform
 from course.pretrained import (IMAGENET_MEAN, IMAGENET_STD, LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_groups,
-                               resnet34, resnet_groups)
+                               resnet34)
+
+from .reference import layer_groups as resnet_groups
 
 ARCHS = {  # name: (model factory, layer groups, normalisation mean, std)
     "lite0": (efficientnet_lite0, lite0_groups, LITE0_MEAN, LITE0_STD),

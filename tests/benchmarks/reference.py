@@ -40,10 +40,21 @@ def definitions(notebook):
 
 
 @lru_cache(maxsize=None)
+def _space(name):
+    return definitions(SOURCE / name / f"{name}.ipynb")
+
+
+def layer_groups(model):
+    """Notebook 02's reference ``layer_groups`` (a torchvision ResNet's six groups), for the full-data benchmark.
+    The course package holds no copy: it would be that exercise's ready answer."""
+    return _space("02_freezing")["layer_groups"](model)
+
+
+@lru_cache(maxsize=None)
 def tools():
     """``course.strategies.Tools`` filled with notebook 05's reference answers."""
     from course.strategies import Tools
 
-    space = definitions(SOURCE / "05_unfreezing" / "05_unfreezing.ipynb")
+    space = _space("05_unfreezing")
     return Tools(space["freeze_to"], space["even_mults"], space["bn_freeze"], space["fine_tune"],
                  space["unfreeze_schedule"])

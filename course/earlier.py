@@ -1,0 +1,83 @@
+"""Your own answers from an earlier notebook, for a later notebook that builds on them.
+
+In a class, each assignment that needs earlier answers (03 uses 02's ``freeze_to``) brings the reference
+answers in a cell of its own, released after those exercises are due. The self-study edition hands out every
+notebook at once, so it holds no answers: that cell calls ``earlier`` instead, which reads your earlier notebook
+and returns the functions you wrote there. Used by the given cells of notebooks 03 and 05 in that edition.
+
+    freeze_to, changed_params = earlier("02_freezing", "freeze_to", "changed_params")
+
+Only the parts of the notebook that define things run: its ``import`` statements, functions and classes, and
+assignments that call nothing (``NORM_TYPES = (...)``; one that needs a name nothing defined is skipped), from
+every code cell, in order. Nothing it trains or plots runs again.
+"""
+import ast
+import json
+from pathlib import Path
+
+_SAFE = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+
+
+def _defines_only(node):
+    """Imports, definitions, and assignments whose value calls nothing."""
+    if isinstance(node, _SAFE):
+        return True
+    return isinstance(node, (ast.Assign, ast.AnnAssign)) and not any(isinstance(n, ast.Call) for n in ast.walk(node))
+
+
+def _is_stub(node):
+    """True for a function whose body is only a docstring and ``raise NotImplementedError``: the release's stub."""
+    body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    return (len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None
+            and "NotImplementedError" in ast.unparse(body[0].exc))
+
+
+def earlier(notebook, *names, folder=None, quiet=False):
+    """The functions ``names`` from your notebook ``notebook`` (e.g. ``"02_freezing"``), as a tuple in that order.
+
+    Args:
+        folder: the folder holding the notebooks' folders; by default the parent of the current one (a notebook
+            runs in its own folder, ``release/05_unfreezing``, so its siblings are ``release/02_freezing`` ...).
+        quiet: do not print where each function came from.
+
+    Raises:
+        FileNotFoundError: ``folder/notebook/notebook.ipynb`` is not there.
+        NameError: the notebook defines no such function.
+        NotImplementedError: the function is still the exercise's stub: finish that exercise first.
+    """
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    path = Path(folder if folder is not None else Path.cwd().parent) / notebook / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"this notebook uses your {', '.join(names)} from notebook {notebook}, read from "
+                                f"{path}, which is not there: keep the course's notebooks side by side in their folders")
+    space, stubs = {"__name__": f"earlier_{notebook}"}, set()
+    transform = TransformerManager().transform_cell
+    for index, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse(transform("".join(cell["source"])))
+        except SyntaxError:
+            continue  # a cell you are still writing: whatever it defines is not there
+        for node in tree.body:
+            if not _defines_only(node):
+                continue
+            if isinstance(node, ast.FunctionDef):
+                (stubs.add if _is_stub(node) else stubs.discard)(node.name)
+            try:
+                exec(compile(ast.Module([node], []), f"{path.name}, cell {index}", "exec"), space)
+            except Exception:  # noqa: BLE001 - a constant computed from what did not run (FAST): not needed
+                if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    raise
+    out = []
+    for name in names:
+        fn = space.get(name)
+        if not callable(fn):
+            raise NameError(f"{path} defines no function {name!r}: this notebook needs the one you wrote there")
+        if name in stubs:
+            raise NotImplementedError(f"{name} in {path} is not written yet: finish that exercise first")
+        out.append(fn)
+    if not quiet:
+        print(f"from your notebook {notebook}: {', '.join(names)}")
+    return tuple(out)
