@@ -158,14 +158,14 @@ def test_update_cli_from_an_archive_and_dry_run(tmp_path):
 # ---- the edition loads the student's own earlier answers -------------------------------------------------------
 
 def test_edition_cells_load_the_students_own_earlier_answers(edition, tmp_path, monkeypatch):
-    """Notebook 05's given cell became a call to course.earlier: run in a copy of the course's folders where
-    02 and 03 are solved, it returns working functions; with 02 unsolved (the release's stubs) it says to
+    """Notebook 05's given cell became calls to course.earlier: run in a copy of the course's folders where
+    01, 02 and 03 are solved, it returns working functions; with 02 unsolved (the release's stubs) it says to
     finish that exercise first."""
     nb = json.loads((edition / "release" / "05_unfreezing" / "05_unfreezing.ipynb").read_text())
     cell = next(c for c in nb["cells"] if c["metadata"].get("course", {}).get("loads"))
     source = "".join(cell["source"])
     assert "def " not in source and "earlier(" in source
-    for name in ("02_freezing", "03_optimizer"):
+    for name in ("01_layers", "02_freezing", "03_optimizer"):
         (tmp_path / "solved" / name).mkdir(parents=True)
         shutil.copy(ROOT / "source" / name / f"{name}.ipynb", tmp_path / "solved" / name)  # the solutions
     (tmp_path / "solved" / "05_unfreezing").mkdir()
@@ -182,6 +182,8 @@ def test_edition_cells_load_the_students_own_earlier_answers(edition, tmp_path, 
     with torch.no_grad():
         net[2].bias.add_(1.0)
     assert space["changed_params"](before, net) == ["2.bias"]
+    net(torch.ones(1, 2)).sum().backward()
+    assert set(space["grad_norms"](net)) == {n for n, p in net.named_parameters() if p.requires_grad}
 
     shutil.copy(edition / "release" / "02_freezing" / "02_freezing.ipynb", tmp_path / "solved" / "02_freezing")
     with pytest.raises(NotImplementedError, match="freeze_to in .*02_freezing.ipynb is not written yet"):
