@@ -11,8 +11,8 @@ solutions or hidden tests, stops the export (the folder is removed) with the lis
 later notebook gives earlier notebooks' answers (for a class, released after those are due) are replaced by cells
 that load the student's own answers (``course.earlier``), and every function in the edition is tried against
 every exercise's tests (``autograder.answers``): one that passes them stops the export too. It also refuses when
-``release/`` is out of date with ``source/`` (``--no-check`` skips that slower check). A manifest of every file's
-SHA-256 lets students update their copy later without losing work (``python -m course.update``).
+``release/`` is out of date with ``source/``. ``--no-check`` skips these two slower checks, not the scan. A
+manifest of every file's SHA-256 lets students update their copy later without losing work (``python -m course.update``).
 """
 import argparse
 import json
@@ -223,7 +223,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dest", type=Path, help="new folder to write the student edition to")
     parser.add_argument("--archive", choices=["zip", "tar.gz"], help="also pack it into DEST.zip or DEST.tar.gz")
-    parser.add_argument("--no-check", action="store_true", help="skip checking that release/ matches source/")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the two slow checks: release/ matches source/, and no function answers an "
+                             "exercise (the scan for solution lines and markers still runs)")
     args = parser.parse_args(argv)
     try:
         folder = export(args.dest, check=not args.no_check)
