@@ -30,7 +30,6 @@ import io
 import json
 import os
 import pkgutil
-import shutil
 import signal
 import subprocess
 import sys
@@ -266,22 +265,20 @@ def find(notebooks, root=ROOT, course_path=None, workers=2):
     # `python -m` puts the folder it starts in first (this repository's own course/, were it started here).
     path = [str(Path(course_path).resolve())] if course_path is not None else []
     env["PYTHONPATH"] = os.pathsep.join(path + [str(Path(__file__).resolve().parents[1])])
-    scratch = tempfile.mkdtemp(prefix="answers-")
-    listed = subprocess.run([sys.executable, "-m", "autograder.answers", "--list-course"], env=env, cwd=scratch,
-                            capture_output=True, text=True)
-    if listed.returncode != 0:
-        raise RuntimeError(f"listing the course package's functions failed:\n{listed.stderr[-4000:]}")
-    candidates = json.loads(listed.stdout)
-    for item in notebooks:
-        label, nb = item if isinstance(item, tuple) else ("", item)
-        candidates += notebook_candidates(nb, label)
-    try:
-        tmp = scratch
-        cand_file = Path(tmp) / "candidates.json"
+    with tempfile.TemporaryDirectory(prefix="answers-") as scratch:
+        listed = subprocess.run([sys.executable, "-m", "autograder.answers", "--list-course"], env=env, cwd=scratch,
+                                capture_output=True, text=True)
+        if listed.returncode != 0:
+            raise RuntimeError(f"listing the course package's functions failed:\n{listed.stderr[-4000:]}")
+        candidates = json.loads(listed.stdout)
+        for item in notebooks:
+            label, nb = item if isinstance(item, tuple) else ("", item)
+            candidates += notebook_candidates(nb, label)
+        cand_file = Path(scratch) / "candidates.json"
         cand_file.write_text(json.dumps(candidates))
 
         def one(name):
-            out = Path(tmp) / f"{name}.json"
+            out = Path(scratch) / f"{name}.json"
             nb = root / "source" / name / f"{name}.ipynb"
             run = subprocess.run([sys.executable, "-m", "autograder.answers", "--run", str(nb), "--candidates",
                                   str(cand_file), "--out", str(out)], env=env, cwd=scratch, capture_output=True,
@@ -292,8 +289,6 @@ def find(notebooks, root=ROOT, course_path=None, workers=2):
 
         with ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(one, assignments(root)))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     findings = [Finding(where, name, exercise, given) for name, res in results
                 for where, exercise, given in res["findings"]]
     return findings, {name: res["checked"] for name, res in results}

@@ -32,6 +32,35 @@ def _is_stub(node):
             and "NotImplementedError" in ast.unparse(body[0].exc))
 
 
+def definitions(path):
+    """Run the definitions of notebook ``path`` (module docstring) in a fresh namespace; returns ``(namespace,
+    stubs)``, ``stubs`` the names of functions still left as the release's ``raise NotImplementedError``.
+    Also used by the benchmarks to read the reference answers from the instructor's notebooks."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    path = Path(path)
+    space, stubs = {"__name__": f"notebook_{path.stem}"}, set()
+    transform = TransformerManager().transform_cell
+    for index, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse(transform("".join(cell["source"])))
+        except SyntaxError:
+            continue  # a cell still being written: whatever it defines is not there
+        for node in tree.body:
+            if not _defines_only(node):
+                continue
+            if isinstance(node, ast.FunctionDef):
+                (stubs.add if _is_stub(node) else stubs.discard)(node.name)
+            try:
+                exec(compile(ast.Module([node], []), f"{path.name}, cell {index}", "exec"), space)
+            except Exception:  # noqa: BLE001 - a constant computed from what did not run (FAST): not needed
+                if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    raise
+    return space, stubs
+
+
 def earlier(notebook, *names, folder=None, quiet=False):
     """The functions ``names`` from your notebook ``notebook`` (e.g. ``"02_freezing"``), as a tuple in that order.
 
@@ -45,31 +74,11 @@ def earlier(notebook, *names, folder=None, quiet=False):
         NameError: the notebook defines no such function.
         NotImplementedError: the function is still the exercise's stub: finish that exercise first.
     """
-    from IPython.core.inputtransformer2 import TransformerManager
-
     path = Path(folder if folder is not None else Path.cwd().parent) / notebook / f"{notebook}.ipynb"
     if not path.is_file():
         raise FileNotFoundError(f"this notebook uses your {', '.join(names)} from notebook {notebook}, read from "
                                 f"{path}, which is not there: keep the course's notebooks side by side in their folders")
-    space, stubs = {"__name__": f"earlier_{notebook}"}, set()
-    transform = TransformerManager().transform_cell
-    for index, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        try:
-            tree = ast.parse(transform("".join(cell["source"])))
-        except SyntaxError:
-            continue  # a cell you are still writing: whatever it defines is not there
-        for node in tree.body:
-            if not _defines_only(node):
-                continue
-            if isinstance(node, ast.FunctionDef):
-                (stubs.add if _is_stub(node) else stubs.discard)(node.name)
-            try:
-                exec(compile(ast.Module([node], []), f"{path.name}, cell {index}", "exec"), space)
-            except Exception:  # noqa: BLE001 - a constant computed from what did not run (FAST): not needed
-                if not isinstance(node, (ast.Assign, ast.AnnAssign)):
-                    raise
+    space, stubs = definitions(path)
     out = []
     for name in names:
         fn = space.get(name)
