@@ -88,3 +88,12 @@ def check(course):
                         if extra and allowed.get((sub.student.id, assignment.name, g.name)) != extra:
                             problems.append(f"{where}: extra credit {extra} that extra_credit.csv does not list")
     return problems
+
+
+def submitted_students(course, assignment):
+    """The students whose submission of ``assignment`` the gradebook holds (a set of ids)."""
+    with Gradebook(db_url(course)) as gb:
+        try:
+            return {sub.student.id for sub in gb.find_assignment(assignment).submissions}
+        except MissingEntry:
+            return set()

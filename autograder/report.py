@@ -27,14 +27,18 @@ def _counts(results):
     return ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "none"
 
 
-def write(course, assignment, results, cells, seconds, workers, limits=None):
-    """Write the report; returns its Markdown. limits (autograder.sandbox.Limits): say which are in force."""
+def write(course, assignment, results, cells, seconds, workers, limits=None, backend="local", reused=0):
+    """Write the report; returns its Markdown. limits (autograder.sandbox.Limits): say which are in force;
+    backend: "local" or "dask"; reused: how many results are from an earlier run (unchanged submissions)."""
     out = Path(course) / "reports" / assignment
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([r.to_json() for r in results], indent=1))
     rates = failure_rates(results, cells)
     lines = [f"# Grading report: {assignment}", "",
-             f"{len(results)} submissions in {seconds:.0f} s with {workers} workers: {_counts(results)}.", "",
+             f"{len(results)} submissions in {seconds:.0f} s with {workers} workers ({backend} backend): "
+             f"{_counts(results)}.", "",
+             *([f"{reused} of them graded by an earlier run and unchanged since (not graded again; --force "
+                "grades everything).", ""] if reused else []),
              *([f"Limits: {_limits_in_force(limits)}.", ""] if limits is not None else []),
              "## Tests by failure rate", "", "| test | points | failed | of |", "|---|---|---|---|"]
     for gid, (failed, graded) in sorted(rates.items(), key=lambda kv: -kv[1][0] / max(kv[1][1], 1)):
@@ -47,10 +51,24 @@ def write(course, assignment, results, cells, seconds, workers, limits=None):
     lines += [f"- **{r.student}**: {'; '.join(dict.fromkeys(r.flags))[:400]}" for r in flagged] or ["Nothing."]
     lines += ["", "## Active content removed from submissions", ""]
     lines += [f"- **{r.student}**: {'; '.join(r.removed)[:400]}" for r in results if r.removed] or ["Nothing."]
+    lines += ["", "## Where submissions were graded", "", "| where | submissions | seconds in all | slowest (s) |",
+              "|---|---|---|---|"]
+    lines += [f"| {where} | {n} | {total:.0f} | {slowest:.1f} |" for where, (n, total, slowest) in _places(results).items()]
+    lines += ["", "Each submission's place and seconds are in results.json (where, seconds)."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
     _plot(rates, out / "failure_rates.png", assignment)
     return text
+
+
+def _places(results):
+    """{where: (submissions, seconds in all, slowest)} over the results that ran somewhere."""
+    out = {}
+    for r in results:
+        if r.where:
+            n, total, slowest = out.get(r.where, (0, 0.0, 0.0))
+            out[r.where] = (n + 1, total + r.seconds, max(slowest, r.seconds))
+    return dict(sorted(out.items()))
 
 
 def _limits_in_force(limits):

@@ -11,6 +11,7 @@ sandbox (``autograder.sandbox``) and the test cells run by the worker's judge (`
 """
 import json
 import os
+import platform
 import shutil
 import signal
 import sys
@@ -59,6 +60,7 @@ class Result:
     removed: active content (script, and what can carry it) removed from the autograded notebook
         (autograder.active_content); empty for an honest submission.
     test_seconds: {grade_id: wall seconds} each test cell took in the judge, its calls into the kernel included.
+    where: the machine (local backend) or the Dask worker's address that graded it; seconds: how long it took there.
     """
 
     student: str
@@ -73,6 +75,7 @@ class Result:
     autograded: str = None
     removed: list = field(default_factory=list)
     test_seconds: dict = field(default_factory=dict)
+    where: str = ""
 
     def to_json(self):
         return asdict(self)
@@ -281,7 +284,7 @@ def grade_one(job, slot=None, judge=None):
     result = Result(student, assignment, status, reason, scores, failed, flags, time.perf_counter() - start,
                     penalty, str(autograded.parent) if autograded.exists() else None, removed=removed,
                     test_seconds={rec["grade_id"]: rec["seconds"] for rec in results
-                                  if isinstance(rec.get("seconds"), (int, float))})
+                                  if isinstance(rec.get("seconds"), (int, float))}, where=platform.node())
     (ws / "nbgrader.log").write_text(output)
     (ws / "result.json").write_text(json.dumps(result.to_json(), indent=1))
     return result
