@@ -12,7 +12,7 @@ LAB_ARGS ?=
 # Everything below runs with the environment first on PATH (nbgrader runs `alembic` and kernels run `python` from PATH).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test browser sandbox hubproxy grade release strip clean-env gpu-check
+.PHONY: env lab test browser sandbox hubproxy slurm grade release strip clean-env gpu-check
 
 env: $(STAMP)
 
@@ -31,7 +31,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=release $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: $(STAMP) browser sandbox hubproxy
+test: $(STAMP) browser sandbox hubproxy slurm
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
@@ -51,6 +51,14 @@ sandbox:
 	  echo "installing Debian's bubblewrap for the class grader"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	else echo "note: the class grader needs bubblewrap: sudo apt install bubblewrap"; fi; }
+
+# tests/test_dask.py grades through dask-jobqueue on a one-node Slurm cluster it starts (as root): Debian's
+# slurm-wlm and munge, installed here when running as root (CI).
+slurm:
+	@command -v slurmctld >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's slurm-wlm and munge for the Slurm grading test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
+	else echo "note: tests/test_dask.py's Slurm test needs root and Debian's slurm-wlm and munge"; fi; }
 
 # tests/test_hub.py runs a real JupyterHub, whose proxy (configurable-http-proxy) comes from npm, into build/node.
 CHP := build/node/node_modules/.bin/configurable-http-proxy
