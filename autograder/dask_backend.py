@@ -209,6 +209,7 @@ def connect(scheduler=None, cluster=None, workers=None):
     import dask
     from distributed import Client
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the grader logs at INFO; Dask's chatter is not news
     if scheduler:
         return Client(scheduler, timeout=30), None
     if cluster is None and dask.config.get("scheduler-address", None):
@@ -241,6 +242,7 @@ class DaskRunner:
 
     def __init__(self, client, wait_s=120, unsafe=False, max_bytes=MAX_BYTES):
         self.client, self.unsafe, self.max_bytes = client, unsafe, max_bytes
+        self._threads = None
         self.expected = environment()
         try:
             client.wait_for_workers(1, timeout=wait_s)
@@ -254,7 +256,12 @@ class DaskRunner:
 
     @property
     def workers(self):
-        """Threads on the cluster's workers now (what can grade at the same time)."""
+        """Threads on the cluster's workers when the last ``grade`` began (what could grade at the same time)."""
+        if self._threads is None:
+            self._threads = self._threads_now()
+        return self._threads
+
+    def _threads_now(self):
         return sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
 
     def check_workers(self):
@@ -283,6 +290,7 @@ class DaskRunner:
 
         from autograder.worker import Result
 
+        self._threads = self._threads_now()
         mat = self.client.scatter(material(course, assignment, gradebook), broadcast=True, hash=False)
         keep = ("student", "assignment", "limits", "seed", "unsafe_no_sandbox", "cells", "timestamp")
         futures = {}

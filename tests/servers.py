@@ -72,6 +72,7 @@ class DaskCluster:
 
     def __init__(self, folder):
         self.folder, self.procs = Path(folder), []
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.address = f"tcp://127.0.0.1:{free_port()}"
         # The scheduler unpickles the tasks, so it too needs the course's checkout on its path (README).
         self.scheduler = self._start(["scheduler", "--host", "127.0.0.1", "--port", self.address.rsplit(":", 1)[1],

@@ -9,9 +9,18 @@
    --workers W against plain serial `nbgrader autograde` of the whole class. Target: at least 1.8x the
    throughput on 2 cores.
 
+3. With ``--backend dask``, instead: the same class graded by the local backend and on a Dask cluster started
+   here on 127.0.0.1 (a scheduler and W single-threaded worker processes: ``tests.servers.DaskCluster``), in one
+   run. Target: the Dask backend's throughput within 10 % of the local backend's. Printed: the time each
+   backend spends per submission beyond grading it (wall x workers - the submissions' own grading seconds, over
+   N: scheduling, transfers, idle workers); the cluster's cost per submission in worker-seconds at 1, 2 and 4
+   workers (``--scaling``), and from it the wall time for 10,000 submissions on N workers (linear while the
+   machine has a core per worker).
+
 Usage: python -m tests.benchmarks.grading [--assignment 01_layers] [--class-size 40] [--workers 2] [--repeats 3]
-       [--baseline DIR]
+       [--baseline DIR] [--backend dask [--scaling 1 2 4]]
 """
+import json
 import argparse
 import shutil
 import statistics
@@ -54,9 +63,54 @@ def timed(cmd, cwd, check=True):
     return seconds
 
 
-def grader_cmd(course, assignment, workers):
+def grader_cmd(course, assignment, workers, *extra):
     return [sys.executable, "-m", "autograder.grade", assignment, "--course", str(course), "--workers", str(workers),
-            "--no-feedback", "--no-export"]
+            "--no-feedback", "--no-export", *extra]
+
+
+def grading_seconds(course, assignment):
+    """Sum of the submissions' own grading seconds (Result.seconds) in the course's last report."""
+    results = json.loads((Path(course) / "reports" / assignment / "results.json").read_text())
+    return sum(r["seconds"] for r in results)
+
+
+def dask_comparison(tmp, assignment, size, workers, scaling):
+    """Section 3: returns {"local": s, "dask": {n_workers: s}}; prints the figures."""
+    from tests.servers import DaskCluster
+
+    figures = {"dask": {}}
+    course = new_course(tmp / "local", assignment)
+    add_students(course, make_class(course, assignment, size))
+    figures["local"] = timed(grader_cmd(course, assignment, workers), ROOT)
+    local_over = (figures["local"] * workers - grading_seconds(course, assignment)) / size
+    print(f"3. class of {size}, local backend, {workers} workers: {figures['local']:.0f} s "
+          f"({size / figures['local'] * 60:.1f}/min); beyond grading: {local_over:.2f} s per submission")
+    for n in sorted({workers, *scaling}):
+        cluster = DaskCluster(tmp / f"dask{n}")
+        try:
+            for i in range(n):
+                cluster.add_worker(f"w{i}")
+            with cluster.client() as client:
+                client.wait_for_workers(n, timeout=180)
+            course = new_course(tmp / f"dask{n}" / "course", assignment)
+            add_students(course, make_class(course, assignment, size))
+            seconds = timed(grader_cmd(course, assignment, n, "--backend", "dask", "--scheduler", cluster.address), ROOT)
+        finally:
+            cluster.close()
+        figures["dask"][n] = seconds
+        over = (seconds * n - grading_seconds(course, assignment)) / size
+        cost = seconds * n / size  # worker-seconds per submission
+        print(f"   dask backend, {n} workers: {seconds:.0f} s ({size / seconds * 60:.1f}/min); beyond grading: "
+              f"{over:.2f} s per submission; {cost:.2f} worker-s per submission -> 10,000 submissions on {n} "
+              f"workers: {10000 * cost / n / 3600:.1f} h")
+    d = figures["dask"][workers]
+    print(f"   at {workers} workers the dask backend has {figures['local'] / d:.2f}x the local backend's throughput "
+          f"(target >= 0.90x); Dask's own cost per submission: {(d - figures['local']) * workers / size:+.2f} s")
+    if len(figures["dask"]) > 1:
+        one = figures["dask"][min(figures["dask"])] * min(figures["dask"])
+        print("   scaling (speed-up over 1 worker, linear = n): " + ", ".join(
+            f"{n}: {one / s / min(figures['dask']):.2f}x" for n, s in sorted(figures["dask"].items())))
+    return figures
 
 
 def plain_cmd(assignment, student=None):
@@ -71,9 +125,15 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="a checkout of an earlier grader, timed beside this one")
+    parser.add_argument("--backend", choices=("local", "dask"), default="local",
+                        help="dask: section 3 only (the Dask backend against the local one)")
+    parser.add_argument("--scaling", type=int, nargs="*", default=[1, 2, 4],
+                        help="with --backend dask: the numbers of workers to time the cluster with")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
+        if args.backend == "dask":
+            return dask_comparison(tmp, args.assignment, args.class_size, args.workers, args.scaling)
         one = new_course(tmp / "one", args.assignment)
         make_class(one, args.assignment, 1)
         add_students(one, ["student000"])
