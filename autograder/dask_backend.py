@@ -137,10 +137,15 @@ class _WorkerState:
             return self.pools[token]
 
     def close(self):
+        """Stop the pools' kernels and judges and remove the materials (each run sends its own: its gradebook
+        copy differs), so that a long-lived worker keeps nothing of a finished run."""
         with self.lock:
             for pool in self.pools.values():
                 pool.close()
             self.pools.clear()
+            for root in self.materials.values():
+                shutil.rmtree(root, ignore_errors=True)
+            self.materials.clear()
 
 
 _state = None
@@ -156,7 +161,8 @@ def _worker_state():
 
 
 def close_worker_pools():
-    """Run on every worker when a grading run ends (``Client.run``): stop the kernels it started ahead."""
+    """Run on every worker when a grading run ends (``Client.run``): stop the kernels it started ahead and remove
+    the run's materials."""
     if _state is not None:
         _state.close()
 

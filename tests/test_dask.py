@@ -159,6 +159,17 @@ def test_running_again_grades_only_what_changed(two_backends):
     assert "6 submissions graded before" in third.stderr, third.stderr[-2000:]
     after = read_scores(course, ASSIGNMENT, ["honest_wrong", "honest_solution"])
     assert after["honest_wrong"] == after["honest_solution"] != before["honest_wrong"]
+    with cluster.client() as client:  # the workers stay up; what each run sent them is gone with the run
+        kept = client.run(_materials_kept)
+    assert kept and not any(kept.values()), kept
+
+
+def _materials_kept():
+    """On a worker: the assignment materials it still holds unpacked (autograder.dask_backend's state)."""
+    from autograder import dask_backend
+
+    state = dask_backend._state
+    return [] if state is None else [str(p) for p in (state.folder / "material").glob("*")] + list(state.materials)
 
 
 def test_workers_with_another_environment_or_none_at_all_are_refused(two_backends, tmp_path):
