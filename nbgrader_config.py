@@ -9,7 +9,8 @@ c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 c.CourseDirectory.course_id = "freezing-course"
 
 # Only notebooks are released. nbgrader copies every other file in source/<assignment>/ to students and
-# over each submission at autograde, so nothing else may live there (tests/test_layout.py enforces it).
+# over each submission at autograde, so nothing else may live there
+# (tests/test_release.py::test_layout_refuses_extra_files_in_an_assignment enforces it).
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store"]
 
 # Time limits, on purpose. nbgrader's default of 30 s per cell kills a training cell on a slow machine.

