@@ -1,8 +1,11 @@
 """Watching BatchNorm's running statistics: snapshots and how far they drift."""
+from __future__ import annotations
+
 import torch
+from torch import nn
 
 
-def bn_stats(model):
+def bn_stats(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{module path: (running_mean, running_var)} cloned, for every module that has both buffers.
 
     Covers nn.BatchNorm1d/2d/3d, SyncBatchNorm and torchvision's FrozenBatchNorm2d alike.
@@ -16,7 +19,7 @@ def bn_stats(model):
     return out
 
 
-def bn_drift(before, model):
+def bn_drift(before: dict[str, tuple[torch.Tensor, torch.Tensor]], model: nn.Module) -> dict[str, float]:
     """{module path: relative change of its running mean} since the snapshot ``before`` (from ``bn_stats``).
 
     The change is ``‖mean − mean_before‖ / (‖mean_before‖ + 1e-12)``: 0.0 means untouched. Modules missing

@@ -5,15 +5,25 @@ hold which parameters have ``requires_grad=False``, which modules are in eval mo
 grouped the parameters and at which learning rates. A checkpoint here saves all of that, by parameter and
 module *name*, and ``load_checkpoint`` puts it back on a freshly built model of the same architecture.
 """
+from __future__ import annotations
+
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+if TYPE_CHECKING:
+    from .fit import History
 
 FORMAT = 1
 
 
-def freeze_state(model):
+def freeze_state(model: nn.Module) -> dict[str, list[str]]:
     """``{"frozen": [parameter names with requires_grad False], "eval_modules": [module names in eval
     mode]}``; the root module is named ``""``."""
     return {
@@ -22,7 +32,7 @@ def freeze_state(model):
     }
 
 
-def _optimizer_record(model, optimizer):
+def _optimizer_record(model: nn.Module, optimizer: Optimizer) -> dict[str, Any]:
     names = {id(p): n for n, p in model.named_parameters()}
     groups = []
     for group in optimizer.param_groups:
@@ -33,12 +43,22 @@ def _optimizer_record(model, optimizer):
     return {"class": type(optimizer).__name__, "names": groups, "state_dict": optimizer.state_dict()}
 
 
-def save_checkpoint(path, model, optimizer=None, scheduler=None, history=None, extra=None):
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: Optimizer | None = None,
+    scheduler: LRScheduler | None = None,
+    history: History | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Save weights, freeze state, optimizer (groups by parameter name, learning rates, moments) and more.
 
     Written to a temporary file first and then renamed, so an interrupted save never leaves a truncated
     checkpoint where a good one was. ``history`` (a ``course.fit.History``) and ``extra`` (any picklable
-    dict of plain values) are stored as given.
+    dict of plain values) are stored as given. Returns ``path`` as a ``Path``.
+
+    Saved from ``fit_one_cycle``'s ``on_epoch_end``, it is what ``load_checkpoint`` and then
+    ``fit_one_cycle(..., optimizer=, scheduler=, history=)`` continue the run from.
     """
     path = Path(path)
     record = {
@@ -57,7 +77,12 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, history=None, e
     return path
 
 
-def load_checkpoint(path, model, make_scheduler=None, map_location="cpu"):
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    make_scheduler: Callable[[Optimizer], LRScheduler] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Load a checkpoint saved by ``save_checkpoint`` into ``model``, freeze state and modes included.
 
     Weights load strictly. Every parameter gets the ``requires_grad`` it had when saved and every module
@@ -70,6 +95,12 @@ def load_checkpoint(path, model, make_scheduler=None, map_location="cpu"):
     to the schedule's start, so one built after loading silently resumes at the wrong rate. Here the
     scheduler is built first and the optimizer's saved state (rates included) is loaded after it.
 
+    To continue a ``fit_one_cycle`` run saved by its ``on_epoch_end`` (same epochs, loaders and options)::
+
+        state = load_checkpoint(path, model, lambda opt: one_cycle_scheduler(opt, epochs * len(train_loader)))
+        fit_one_cycle(model, None, train_loader, epochs, valid_loader, device, optimizer=state["optimizer"],
+                      scheduler=state["scheduler"], history=state["history"])
+
     Raises:
         ValueError: not a checkpoint of this format, or it names parameters or modules the model lacks.
     """
@@ -80,7 +111,8 @@ def load_checkpoint(path, model, make_scheduler=None, map_location="cpu"):
     model.load_state_dict(record["model"], strict=True)
     params = dict(model.named_parameters())
     modules = dict(model.named_modules())
-    unknown = [n for n in record["frozen"] if n not in params] + [n for n in record["eval_modules"] if n not in modules]
+    unknown = [n for n in record["frozen"] if n not in params]
+    unknown += [n for n in record["eval_modules"] if n not in modules]
     if unknown:
         raise ValueError(f"checkpoint names what this model lacks (another architecture?): {unknown[:5]}")
     frozen, in_eval = set(record["frozen"]), set(record["eval_modules"])
@@ -106,4 +138,5 @@ def load_checkpoint(path, model, make_scheduler=None, map_location="cpu"):
         built.load_state_dict(scheduler)
         optimizer.load_state_dict(record["optimizer"]["state_dict"])  # the rates the schedule had reached
         scheduler = built
-    return {"optimizer": optimizer, "scheduler": scheduler, "history": record["history"], "extra": record["extra"]}
+    return {"optimizer": optimizer, "scheduler": scheduler, "history": record["history"],
+            "extra": record["extra"]}

@@ -5,7 +5,11 @@
 value (``1``, ``true``, ``yes``, ``on``), which CI and the test suite use. Notebooks read it to shrink
 their work (fewer steps, smaller images, a data subset) so that grading runs in seconds on a CPU.
 """
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
+from typing import TextIO
 
 FAST_ENV = "COURSE_FAST"
 """Name of the explicit switch: ``COURSE_FAST=1`` runs every notebook in grading mode."""
@@ -15,7 +19,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
-def grading_mode(environ=None):
+def grading_mode(environ: Mapping[str, str] | None = None) -> bool:
     """Return True when the notebook should run its small, fast version.
 
     Args:
@@ -38,7 +42,7 @@ def grading_mode(environ=None):
     )
 
 
-def show_warnings_on_stdout():
+def show_warnings_on_stdout() -> None:
     """Print Python warnings on stdout instead of stderr, in this process, from now on.
 
     nbgrader scores a test cell 0 when anything appears on stderr, and torch prints harmless warnings
@@ -49,7 +53,8 @@ def show_warnings_on_stdout():
     import sys
     import warnings
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
         sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line))
 
     warnings.showwarning = show

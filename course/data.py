@@ -4,11 +4,19 @@ Where the data is: the ``root`` argument, else the ``COURSE_DATA`` environment v
 it to a shared read-only folder), else ``~/.cache/freezing-course/pets``. A root holds
 ``oxford-iiit-pet/images`` and ``oxford-iiit-pet/annotations`` as torchvision lays them out.
 """
+from __future__ import annotations
+
 import os
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import grading_mode
+
+if TYPE_CHECKING:  # for the annotations only: torch and PIL are imported when they are used
+    import torch
+    from PIL import Image
 
 DATA_ENV = "COURSE_DATA"
 DEFAULT_ROOT = Path.home() / ".cache" / "freezing-course" / "pets"
@@ -18,18 +26,18 @@ class MissingData(RuntimeError):
     """The pet photos are not where the configuration says, and could not (or may not) be downloaded."""
 
 
-def pets_root(root=None, environ=None):
+def pets_root(root: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
     """The data root as a Path: ``root``, else ``$COURSE_DATA``, else ``DEFAULT_ROOT``."""
     env = os.environ if environ is None else environ
     return Path(root or env.get(DATA_ENV) or DEFAULT_ROOT).expanduser()
 
 
-def _present(root):
+def _present(root: str | Path) -> bool:
     base = Path(root) / "oxford-iiit-pet"
     return (base / "images").is_dir() and (base / "annotations" / "trainval.txt").is_file()
 
 
-def _class_ids(root):
+def _class_ids(root: str | Path) -> list[int]:
     """Sorted Oxford class ids (1..37) named in any split file under root."""
     ids = set()
     for split in ("trainval", "test"):
@@ -51,21 +59,23 @@ class PetImages:
         files: image paths; labels: int labels, both in the split file's order.
     """
 
-    def __init__(self, files, labels, classes, transform=None):
-        self.files, self.labels, self.classes, self.transform = list(files), list(labels), list(classes), transform
+    def __init__(self, files: Iterable[str | Path], labels: Iterable[int], classes: Iterable[str],
+                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+        self.files, self.labels, self.classes = list(files), list(labels), list(classes)
+        self.transform = transform
         self.bad = set()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.files)
 
-    def load(self, index):
+    def load(self, index: int) -> Image.Image:
         """The image at index as an RGB PIL image (raises OSError if it cannot be decoded)."""
         from PIL import Image
 
         with Image.open(self.files[index]) as img:
             return img.convert("RGB")
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | Image.Image, int]:
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             if i in self.bad:
@@ -74,13 +84,20 @@ class PetImages:
                 img = self.load(i)
             except OSError as err:
                 self.bad.add(i)
-                warnings.warn(f"skipping unreadable image {self.files[i]}: {err}", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"skipping unreadable image {self.files[i]}: {err}", RuntimeWarning,
+                              stacklevel=2)
                 continue
             return (self.transform(img) if self.transform else img), self.labels[i]
         raise RuntimeError("no readable image in this dataset")
 
 
-def load_pets(split="trainval", transform=None, root=None, download=None, environ=None):
+def load_pets(
+    split: str = "trainval",
+    transform: Callable[[Image.Image], torch.Tensor] | None = None,
+    root: str | Path | None = None,
+    download: bool | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PetImages:
     """The Oxford-IIIT Pet split as a ``PetImages`` dataset, labels remapped to 0..k-1.
 
     Args:
@@ -115,12 +132,13 @@ def load_pets(split="trainval", transform=None, root=None, download=None, enviro
     remap = {class_id - 1: i for i, class_id in enumerate(ids)}  # torchvision's labels are class_id - 1
     names = {}
     for path, label in zip(ds._images, ds._labels):
-        names.setdefault(label, " ".join(part.title() for part in Path(path).stem.rsplit("_", 1)[0].split("_")))
+        breed = Path(path).stem.rsplit("_", 1)[0]
+        names.setdefault(label, " ".join(part.title() for part in breed.split("_")))
     classes = [names.get(class_id - 1, f"class {class_id}") for class_id in ids]
     return PetImages(ds._images, [remap[label] for label in ds._labels], classes, transform)
 
 
-def small_subset(dataset, per_class, seed=0):
+def small_subset(dataset: PetImages, per_class: int, seed: int = 0) -> torch.utils.data.Subset:
     """A ``torch.utils.data.Subset`` with at most ``per_class`` images of each label, chosen with ``seed``."""
     import torch
 
@@ -134,7 +152,7 @@ def small_subset(dataset, per_class, seed=0):
     return torch.utils.data.Subset(dataset, sorted(keep))
 
 
-def labels_of(dataset):
+def labels_of(dataset: PetImages | torch.utils.data.Subset) -> list[int]:
     """The int labels of a ``PetImages`` dataset, or of a ``torch.utils.data.Subset`` of one, in its order."""
     import torch
 
@@ -142,11 +160,13 @@ def labels_of(dataset):
         inner = labels_of(dataset.dataset)
         return [inner[i] for i in dataset.indices]
     if not hasattr(dataset, "labels"):
-        raise TypeError(f"cannot read the labels of a {type(dataset).__name__}: pass a PetImages or a Subset of one")
+        raise TypeError(f"cannot read the labels of a {type(dataset).__name__}: "
+                        "pass a PetImages or a Subset of one")
     return list(dataset.labels)
 
 
-def train_valid_indices(labels, valid_fraction=0.2, seed=0):
+def train_valid_indices(labels: Sequence[int], valid_fraction: float = 0.2,
+                        seed: int = 0) -> tuple[list[int], list[int]]:
     """A seeded, stratified split of positions ``0..len(labels)-1`` into training and validation.
 
     Each label's positions are shuffled with ``seed`` and ``round(valid_fraction * count)`` of them go to
@@ -179,7 +199,8 @@ def train_valid_indices(labels, valid_fraction=0.2, seed=0):
     return sorted(train), sorted(valid)
 
 
-def train_valid_split(*datasets, valid_fraction=0.2, seed=0):
+def train_valid_split(*datasets: PetImages | torch.utils.data.Subset, valid_fraction: float = 0.2,
+                      seed: int = 0) -> tuple[torch.utils.data.Subset, ...]:
     """The same stratified split (``train_valid_indices``) of one or more views of the trainval photos.
 
     Pass the augmented and the plain views of the same photos (the same files in the same order, different
@@ -195,7 +216,8 @@ def train_valid_split(*datasets, valid_fraction=0.2, seed=0):
     labels = labels_of(datasets[0])
     for other in datasets[1:]:
         if labels_of(other) != labels:
-            raise ValueError("the datasets to split must be views of the same photos (same labels, same order)")
+            raise ValueError("the datasets to split must be views of the same photos "
+                             "(same labels, same order)")
     train, valid = train_valid_indices(labels, valid_fraction, seed)
     out = []
     for dataset in datasets:

@@ -1,12 +1,19 @@
 """Device choice: the GPU when there is one, the CPU when grading, and an override for everything."""
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .config import grading_mode
+
+if TYPE_CHECKING:  # for the annotations only: torch is imported when a device is chosen
+    import torch
 
 DEVICE_ENV = "COURSE_DEVICE"
 
 
-def default_device(environ=None):
+def default_device(environ: Mapping[str, str] | None = None) -> torch.device:
     """Return the ``torch.device`` the notebooks should use.
 
     Order: ``COURSE_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:1``, ``mps``); the CPU in grading mode, so

@@ -3,19 +3,41 @@
 Training runs for a few dozen steps while the learning rate grows exponentially from ``start`` to ``end``;
 the loss is recorded at every step, smoothed, and the run stops once the smoothed loss exceeds
 ``diverge`` times its minimum. Where the loss keeps falling, the rate is large enough to learn and small
-enough to be stable; the suggestion is half-way along the longest such stretch (fastai's ``valley``). Then the model's parameters and buffers (BatchNorm running statistics included), its
+enough to be stable; the suggestion is half-way along the longest such stretch (fastai's ``valley``).
+Then the model's parameters and buffers (BatchNorm running statistics included), its
 ``requires_grad`` flags and train/eval modes, the optimizer's state and the random number generators are
 put back exactly: the sweep is a measurement, not training.
 
 Notebook 05 runs it on the training photos before every strategy, with that strategy's own frozen
 groups, and picks each strategy's peak rate from it.
 """
+from __future__ import annotations
+
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.optim import Optimizer
+
+from .fit import (
+    BeforeEpoch,
+    LayerLRs,
+    Loader,
+    LossFn,
+    _channels_last_default,
+    _to_device,
+    grad_scaler,
+    one_cycle_optimizer,
+    train_step,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 SUGGESTION_RULE = ("valley: half-way along the longest stretch where the smoothed loss keeps falling "
                    "(fastai's default suggestion)")
@@ -35,16 +57,16 @@ class LRFind:
         label: what was swept (for plots).
     """
 
-    lrs: list = field(default_factory=list)
-    losses: list = field(default_factory=list)
-    raw_losses: list = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    raw_losses: list[float] = field(default_factory=list)
     stopped: str = "end"
     suggestion: float = float("nan")
     lr_min: float = float("nan")
     rule: str = SUGGESTION_RULE
     label: str = ""
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
         """Smoothed loss against the learning rate (log scale), the suggestion marked. Returns the axes."""
         import matplotlib.pyplot as plt
 
@@ -59,9 +81,9 @@ class LRFind:
         return ax
 
 
-def valley(losses):
-    """fastai's ``valley`` rule: the index half-way along the longest decreasing run of ``losses`` (the longest
-    subsequence in which each loss is below the one before; O(n^2), n is a few hundred at most)."""
+def valley(losses: list[float]) -> int:
+    """fastai's ``valley`` rule: the index half-way along the longest decreasing run of ``losses`` (the
+    longest subsequence in which each loss is below the one before; O(n^2), n is a few hundred at most)."""
     n = len(losses)
     longest = [1] * n
     best_end = 0
@@ -75,7 +97,7 @@ def valley(losses):
     return start + (best_end - start) // 2
 
 
-def _suggest(lrs, losses):
+def _suggest(lrs: list[float], losses: list[float]) -> tuple[float, float]:
     """(valley, minimum / 10) over the recorded curve, leaving out what fastai leaves out: the first tenth of
     the steps (the average rests on a few batches) and the last five (the blow-up), fewer in a sweep of under
     50 steps; NaN when fewer than three steps are left."""
@@ -90,7 +112,7 @@ def _suggest(lrs, losses):
     return lrs[valley(losses)], lrs[best] / 10
 
 
-def _snapshot(model, optimizer):
+def _snapshot(model: nn.Module, optimizer: Optimizer | None) -> dict[str, Any]:
     return {
         "state": copy.deepcopy(model.state_dict(keep_vars=False)),
         "flags": [p.requires_grad for p in model.parameters()],
@@ -102,7 +124,7 @@ def _snapshot(model, optimizer):
     }
 
 
-def _restore(model, optimizer, saved):
+def _restore(model: nn.Module, optimizer: Optimizer | None, saved: dict[str, Any]) -> None:
     with torch.no_grad():
         for key, value in model.state_dict(keep_vars=True).items():
             value.copy_(saved["state"][key])
@@ -118,7 +140,7 @@ def _restore(model, optimizer, saved):
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
 
 
-def _batches(loader):
+def _batches(loader: Loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The loader's batches, starting over when it runs out."""
     while True:
         empty = True
@@ -129,8 +151,22 @@ def _batches(loader):
             raise ValueError("the loader yields no batches")
 
 
-def lr_find(model, loader, device="cpu", layer_lrs=None, *, start=1e-7, end=10.0, steps=100, smooth=0.98,
-            diverge=4.0, before_epoch=None, optimizer=None, loss_fn=F.cross_entropy, label=""):
+def lr_find(
+    model: nn.Module,
+    loader: Loader,
+    device: torch.device | str = "cpu",
+    layer_lrs: LayerLRs | None = None,
+    *,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    smooth: float = 0.98,
+    diverge: float = 4.0,
+    before_epoch: BeforeEpoch | None = None,
+    optimizer: Optimizer | None = None,
+    loss_fn: LossFn = F.cross_entropy,
+    label: str = "",
+) -> LRFind:
     """Sweep the learning rate exponentially, record the loss, restore everything; returns an ``LRFind``.
 
     Args:
@@ -154,8 +190,6 @@ def lr_find(model, loader, device="cpu", layer_lrs=None, *, start=1e-7, end=10.0
     Raises:
         ValueError: nothing is trainable, or ``start``/``end``/``steps`` make no sweep.
     """
-    from .fit import _autocast, _channels_last_default, _to_device, grad_scaler, one_cycle_optimizer
-
     if not (0 < start < end) or steps < 2:
         raise ValueError(f"need 0 < start < end and steps >= 2, got start={start}, end={end}, steps={steps}")
     device = torch.device(device)
@@ -183,13 +217,7 @@ def lr_find(model, loader, device="cpu", layer_lrs=None, *, start=1e-7, end=10.0
             for group, mult in zip(sweep_opt.param_groups, multipliers):
                 group["lr"] = lr * mult
             x, y = _to_device(x, y, device, channels_last)
-            with _autocast(device, amp):
-                out = model(x)
-            loss = loss_fn(out.float(), y)
-            sweep_opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(sweep_opt)
-            scaler.update()
+            loss, _ = train_step(model, sweep_opt, x, y, scaler=scaler, amp=amp, loss_fn=loss_fn)
             value = loss.item()
             average = smooth * average + (1 - smooth) * value
             smoothed = average / (1 - smooth ** (step + 1))

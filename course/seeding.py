@@ -1,9 +1,11 @@
 """Seeding: one call that makes a notebook's random numbers repeat."""
+from __future__ import annotations
+
 import os
 import random
 
 
-def seed_everything(seed=0, deterministic=False):
+def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     """Seed Python's ``random``, NumPy and PyTorch (CPU and every GPU) with ``seed``.
 
     Args:

@@ -8,10 +8,14 @@ From inside the notebook, in a new cell at the end (checks what you have defined
 
     from course.selfcheck import check; check()
 
-Either prints, per exercise, each test cell's points and "passed" or the test's own message. Only the tests you
-can see in your notebook run: when the notebook is graded, hidden tests run too and decide the grade, so passing
-here is necessary, not sufficient. Nothing here knows the hidden tests; it reads only your notebook.
+Either prints, per exercise, each test cell's points and "passed" or the test's own message. Only the tests
+you can see in your notebook run: when the notebook is graded, hidden tests run too and decide the grade, so
+passing here is necessary, not sufficient. Nothing here knows the hidden tests; it reads only your notebook.
+Which cells are test cells is ``course.cells.is_test_cell``, the rule the grader uses too.
 """
+
+from __future__ import annotations
+
 import argparse
 import contextlib
 import io
@@ -20,9 +24,20 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cells import is_solution_cell, is_test_cell, nbgrader_meta
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+Cell = dict[str, Any]
+"""A notebook cell as the notebook's JSON has it (an ``nbformat.NotebookNode`` is one too)."""
+Notebook = dict[str, Any]
 
 HIDDEN_SUFFIX = "_hidden"
-"""grade_ids of test cells that have hidden tests end in this (the course's convention, checked by its tests)."""
+"""grade_ids of test cells that have hidden tests end in this (the course's convention, checked by its
+tests)."""
 
 FOOTER = ("Only the visible tests ran. When your notebook is graded, hidden tests run as well and decide the "
           "grade: passing here is necessary, not sufficient.")
@@ -40,54 +55,56 @@ class CellResult:
     message: str = ""
 
     @property
-    def has_hidden_tests(self):
+    def has_hidden_tests(self) -> bool:
         return self.grade_id.endswith(HIDDEN_SUFFIX)
 
 
-def graded_test_cells(nb):
-    """``[(index, cell, exercise)]`` for the autograded test cells of notebook ``nb`` (a dict), in order. A test
-    cell's exercise is the grade_id of the last solution cell above it, without ``_solution``."""
+def graded_test_cells(nb: Notebook) -> list[tuple[int, Cell, str]]:
+    """``[(index, cell, exercise)]`` for the autograded test cells of notebook ``nb`` (a dict), in order. A
+    test cell's exercise is the grade_id of the last solution cell above it, without ``_solution``."""
     out, exercise = [], ""
     for index, cell in enumerate(nb["cells"]):
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if meta.get("solution") and cell["cell_type"] == "code":
+        meta = nbgrader_meta(cell)
+        if is_solution_cell(cell):
             exercise = meta.get("grade_id", "").removesuffix("_solution")
-        elif meta.get("grade") and not meta.get("solution") and cell["cell_type"] == "code":
+        elif is_test_cell(cell):
             out.append((index, cell, exercise or meta.get("grade_id", "?")))
     return out
 
 
-def _source(cell):
+def _source(cell: Cell) -> str:
     src = cell["source"]
     return src if isinstance(src, str) else "".join(src)
 
 
-def _result(cell, exercise, passed, message=""):
+def _result(cell: Cell, exercise: str, passed: bool | None, message: str = "") -> CellResult:
     meta = cell["metadata"]["nbgrader"]
     return CellResult(meta.get("grade_id", "?"), float(meta.get("points", 0) or 0), exercise, passed, message)
 
 
-def _error_message(ename, evalue):
+def _error_message(ename: str, evalue: object) -> str:
     evalue = str(evalue).strip()
     return f"{ename}: {evalue}" if evalue else ename
 
 
-def results_from_outputs(nb):
+def results_from_outputs(nb: Notebook) -> list[CellResult]:
     """Results read off an executed notebook: a test cell passed when it ran and shows no error output."""
     results = []
     for _, cell, exercise in graded_test_cells(nb):
         if cell.get("execution_count") is None and not cell.get("outputs"):
-            results.append(_result(cell, exercise, None, "did not run (an earlier cell stopped the notebook)"))
+            results.append(
+                _result(cell, exercise, None, "did not run (an earlier cell stopped the notebook)"))
             continue
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors:
-            results.append(_result(cell, exercise, False, _error_message(errors[0]["ename"], errors[0]["evalue"])))
+            message = _error_message(errors[0]["ename"], errors[0]["evalue"])
+            results.append(_result(cell, exercise, False, message))
         else:
             results.append(_result(cell, exercise, True))
     return results
 
 
-def run_notebook(path, timeout=180, fast=True):
+def run_notebook(path: str | os.PathLike, timeout: int = 180, fast: bool = True) -> Notebook:
     """Execute the notebook at ``path`` in a fresh kernel, every cell, errors and all; returns the executed
     notebook (a dict). ``fast`` runs it as the grader does (``COURSE_FAST=1``: small data, CPU, seconds per
     cell); ``timeout`` is in seconds per cell. The file on disk is not changed."""
@@ -103,7 +120,9 @@ def run_notebook(path, timeout=180, fast=True):
     return nb
 
 
-def run_tests_here(nb, namespace, shell=None):
+def run_tests_here(
+    nb: Notebook, namespace: dict[str, Any], shell: InteractiveShell | None = None
+) -> list[CellResult]:
     """Run the visible test cells of ``nb`` against ``namespace`` (the notebook's variables), each in its own
     shallow copy so tests add no names; their printed output is swallowed. ``shell`` (IPython's) turns
     magics into Python first. Returns the results."""
@@ -114,21 +133,21 @@ def run_tests_here(nb, namespace, shell=None):
             source = shell.transform_cell(source)
         grade_id = cell["metadata"]["nbgrader"].get("grade_id", "?")
         try:
-            code = compile(source, f"<test cell {grade_id}>", "exec")
+            code = compile(source, f"<test cell {grade_id}>", "exec", dont_inherit=True)
             with contextlib.redirect_stdout(io.StringIO()):
-                exec(code, dict(namespace))
-        except Exception as err:  # a failing test: report it, go on with the next
+                exec(code, dict(namespace))  # noqa: S102 - running the notebook's own test cells is the point
+        except Exception as err:  # noqa: BLE001 - a failing test: report it, go on with the next
             results.append(_result(cell, exercise, False, _error_message(type(err).__name__, err)))
         else:
             results.append(_result(cell, exercise, True))
     return results
 
 
-def _points(value):
+def _points(value: float) -> str:
     return f"{value:g} point" + ("" if value == 1 else "s")
 
 
-def report(results, title):
+def report(results: list[CellResult], title: str) -> str:
     """The text printed for ``results``: one line per test cell, grouped by exercise, then a summary."""
     lines = [title]
     width = max([len(r.grade_id) for r in results] + [10])
@@ -151,8 +170,9 @@ def report(results, title):
     return "\n".join(lines)
 
 
-def _notebook_path_here(namespace):
-    """The path of the notebook this kernel runs, when Jupyter says it (``__session__`` / JPY_SESSION_NAME)."""
+def _notebook_path_here(namespace: dict[str, Any]) -> Path | None:
+    """The path of the notebook this kernel runs, when Jupyter says it (``__session__``,
+    ``JPY_SESSION_NAME``)."""
     for candidate in (namespace.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
         if candidate and str(candidate).endswith(".ipynb") and Path(candidate).is_file():
             return Path(candidate)
@@ -160,8 +180,9 @@ def _notebook_path_here(namespace):
     return here[0] if len(here) == 1 else None
 
 
-def _colab_notebook():
-    """The open notebook as a dict on Colab (whose notebooks are not files in the kernel's folder), or None."""
+def _colab_notebook() -> Notebook | None:
+    """The open notebook as a dict on Colab (whose notebooks are not files in the kernel's folder), or
+    None."""
     if "google.colab" not in sys.modules:
         return None
     from google.colab import _message  # Colab's own front-end bridge
@@ -170,7 +191,7 @@ def _colab_notebook():
     return reply.get("ipynb") if isinstance(reply, dict) else None
 
 
-def check(path=None, namespace=None):
+def check(path: str | os.PathLike | None = None, namespace: dict[str, Any] | None = None) -> list[CellResult]:
     """Run this notebook's visible tests against what is defined in this kernel now, and print the results.
 
     Args:
@@ -204,8 +225,9 @@ def check(path=None, namespace=None):
     return results
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", type=Path, help="notebook files (.ipynb) to check")
     parser.add_argument("--full", action="store_true",
                         help="run the full-size version (slow on a CPU) instead of the grader's small one")

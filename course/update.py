@@ -1,6 +1,6 @@
 """Update your copy of the course to a new edition without losing any of your work.
 
-    python -m course.update NEW_EDITION            # NEW_EDITION: a folder, .zip or .tar.gz of the student edition
+    python -m course.update NEW_EDITION     # NEW_EDITION: a folder, .zip or .tar.gz of the student edition
     python -m course.update NEW_EDITION --into ~/freezing-course --dry-run
 
 Each edition carries a manifest (``.course-manifest.json``: every file it ships and its SHA-256). Against the
@@ -14,6 +14,8 @@ manifest of the edition you have, each file of the new edition is:
 
 Nothing is ever deleted or overwritten that you changed, including files the new edition no longer has.
 """
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json
@@ -23,13 +25,14 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MANIFEST = ".course-manifest.json"
 
 
-def sha256(path):
+def sha256(path: str | Path) -> str:
     """Hex SHA-256 of the file at ``path``."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -38,8 +41,9 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def manifest(folder, exclude=(MANIFEST,)):
-    """``{relative posix path: sha256}`` of every file under ``folder`` (caches and checkpoints left out)."""
+def manifest(folder: str | Path, exclude: Sequence[str] = (MANIFEST,)) -> dict[str, str]:
+    """``{relative posix path: sha256}`` of every file under ``folder`` (caches and checkpoints left
+    out)."""
     folder = Path(folder)
     skip_dirs = {"__pycache__", ".ipynb_checkpoints", ".git"}
     out = {}
@@ -50,13 +54,13 @@ def manifest(folder, exclude=(MANIFEST,)):
     return out
 
 
-def write_manifest(folder, files=None):
+def write_manifest(folder: str | Path, files: dict[str, str] | None = None) -> None:
     """Write ``folder/.course-manifest.json`` listing ``files`` (default: what ``folder`` holds now)."""
     files = manifest(folder) if files is None else files
     (Path(folder) / MANIFEST).write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
 
 
-def read_manifest(folder):
+def read_manifest(folder: str | Path) -> dict[str, str]:
     """The files a folder's manifest lists, ``{}`` when it has none (a copy made some other way)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
@@ -64,13 +68,16 @@ def read_manifest(folder):
     try:
         return dict(json.loads(path.read_text())["files"])
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is damaged ({err}); delete it and every edited file will be kept") from None
+        raise ValueError(
+            f"{path} is damaged ({err}); delete it and every edited file will be kept"
+        ) from None
 
 
 @dataclass
 class Plan:
-    """What an update does, file by file (relative paths). ``beside`` maps a kept file to where its new version
-    goes; ``shipped`` is the new edition's manifest, recorded in the student's folder once applied."""
+    """What an update does, file by file (relative paths). ``beside`` maps a kept file to where its new
+    version goes; ``shipped`` is the new edition's manifest, recorded in the student's folder once
+    applied."""
 
     added: list = field(default_factory=list)
     restored: list = field(default_factory=list)
@@ -81,19 +88,20 @@ class Plan:
     dropped: list = field(default_factory=list)
     shipped: dict = field(default_factory=dict)
 
-    def summary(self):
+    def summary(self) -> str:
         lines = []
         for label, paths in [("added", self.added), ("restored (you had deleted it)", self.restored),
-                             ("updated", self.replaced), ("no longer in the course, left as you have it", self.dropped)]:
+                             ("updated", self.replaced),
+                             ("no longer in the course, left as you have it", self.dropped)]:
             lines += [f"  {label}: {p}" for p in paths]
         lines += [f"  kept your edited {p}; the new version is {self.beside[p]}" for p in self.kept]
         lines.append(f"  {len(self.unchanged)} file(s) already up to date")
         return "\n".join(lines)
 
 
-def _beside(dest, rel, new_hash):
-    """Where the new version of the edited file ``rel`` goes: a free ``NAME.new*`` name, or one that already
-    holds exactly this version (so updating twice does not pile up copies)."""
+def _beside(dest: Path, rel: str, new_hash: str) -> str:
+    """Where the new version of the edited file ``rel`` goes: a free ``NAME.new*`` name, or one that
+    already holds exactly this version (so updating twice does not pile up copies)."""
     path = Path(rel)
     stem, suffix = path.stem, path.suffix
     for n in range(1, 1000):
@@ -105,8 +113,9 @@ def _beside(dest, rel, new_hash):
     raise RuntimeError(f"too many new versions of {rel} beside it; compare and remove some")
 
 
-def plan(new, dest):
-    """Decide, without changing anything, how edition folder ``new`` updates the student's folder ``dest``."""
+def plan(new: str | Path, dest: str | Path) -> Plan:
+    """Decide, without changing anything, how edition folder ``new`` updates the student's folder
+    ``dest``."""
     new, dest = Path(new), Path(dest)
     shipped_new = read_manifest(new) or manifest(new)
     shipped_old = read_manifest(dest)
@@ -128,8 +137,9 @@ def plan(new, dest):
     return p
 
 
-def _copy(src, dst):
-    """Copy ``src`` to ``dst`` through a temporary file in the same folder, so a crash never leaves half a file."""
+def _copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a temporary file in the same folder, so a crash never leaves half a
+    file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
     os.close(fd)
@@ -141,8 +151,9 @@ def _copy(src, dst):
         raise
 
 
-def apply(p, new, dest):
-    """Carry out plan ``p`` from edition folder ``new`` into ``dest``, then record the new edition's manifest."""
+def apply(p: Plan, new: str | Path, dest: str | Path) -> None:
+    """Carry out plan ``p`` from edition folder ``new`` into ``dest``, then record the new edition's
+    manifest."""
     new, dest = Path(new), Path(dest)
     for rel in p.added + p.restored + p.replaced:
         _copy(new / rel, dest / rel)
@@ -151,8 +162,9 @@ def apply(p, new, dest):
     write_manifest(dest, p.shipped)
 
 
-def _unpack(edition, tmp):
-    """The edition as a folder: ``edition`` itself, or an archive (.zip, .tar.gz) unpacked under ``tmp``."""
+def _unpack(edition: str | Path, tmp: str | Path) -> Path:
+    """The edition as a folder: ``edition`` itself, or an archive (.zip, .tar.gz) unpacked under
+    ``tmp``."""
     edition = Path(edition)
     if edition.is_dir():
         return edition
@@ -171,8 +183,9 @@ def _unpack(edition, tmp):
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else out
 
 
-def update(edition, dest, dry_run=False):
-    """Update ``dest`` from ``edition`` (folder or archive); returns the Plan (applied unless ``dry_run``)."""
+def update(edition: str | Path, dest: str | Path, dry_run: bool = False) -> Plan:
+    """Update ``dest`` from ``edition`` (folder or archive); returns the Plan (applied unless
+    ``dry_run``)."""
     dest = Path(dest)
     if not dest.is_dir():
         raise FileNotFoundError(f"{dest}: no such folder (your copy of the course)")
@@ -188,8 +201,9 @@ def update(edition, dest, dry_run=False):
     return p
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("edition", help="the new student edition: a folder, .zip or .tar.gz")
     parser.add_argument("--into", default=".", help="your copy of the course (default: this folder)")
     parser.add_argument("--dry-run", action="store_true", help="only say what would happen")

@@ -1,15 +1,20 @@
-"""The layer inspector: what is frozen, what the optimizer holds and at which learning rate, which
-BatchNorm layers update their statistics, and where gradients flow.
+"""The inspector's table: one ``Row`` per module (or layer group) of what is frozen, what the optimizer
+holds and at which learning rate and weight decay, which BatchNorm layers update their statistics, where
+gradients flow, and the mistakes found on the way (``warnings``).
 
-``layer_table(model, optimizer, groups)`` is a pure function returning one ``Row`` per module (or per layer
-group); ``format_table(rows)`` prints it; ``inspect(model, optimizer, groups)`` shows it as an ipywidgets
-tree with freeze checkboxes, a ``freeze_to`` slider and a refresh button. Without a widget front end
-(nbconvert, grading, a terminal) the same object shows the text table instead.
+``layer_table`` is a pure function of the model and optimizer; ``format_table`` prints its rows as text;
+``totals`` counts parameters and optimizer state. ``course.inspector.widget`` draws the same rows.
 """
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -40,17 +45,17 @@ class Row:
     params: int
     trainable: int
     frozen: str
-    bn_mode: object
+    bn_mode: str | None
     in_optimizer: str
-    lr: tuple
-    weight_decay: tuple
-    grad_norm: object
-    warnings: list = field(default_factory=list)
+    lr: tuple[float, ...]
+    weight_decay: tuple[float, ...]
+    grad_norm: float | None
+    warnings: list[str] = field(default_factory=list)
     child_warnings: int = 0
     has_children: bool = False
 
 
-def _share(part, whole):
+def _share(part: int, whole: int) -> str:
     if whole == 0:
         return ""
     return "none" if part == 0 else "all" if part == whole else "some"
@@ -59,15 +64,15 @@ def _share(part, whole):
 class _OptimizerView:
     """Which parameter is in which group of the optimizer, and whether it keeps state that can move it."""
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer: Optimizer | None) -> None:
         self.optimizer = optimizer
-        self.group_of = {}
+        self.group_of: dict[int, dict[str, Any]] = {}
         if optimizer is not None:
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     self.group_of[id(p)] = group
 
-    def movers(self, p):
+    def movers(self, p: nn.Parameter) -> list[str]:
         """Why a frozen parameter in the optimizer can still move (empty if it cannot)."""
         group = self.group_of.get(id(p))
         if group is None:
@@ -83,7 +88,7 @@ class _OptimizerView:
         return why
 
 
-def _param_warnings(p, opt):
+def _param_warnings(p: nn.Parameter, opt: _OptimizerView) -> list[str]:
     if opt.optimizer is None:
         return []
     in_opt = id(p) in opt.group_of
@@ -96,7 +101,7 @@ def _param_warnings(p, opt):
     return []
 
 
-def _module_warnings(module):
+def _module_warnings(module: nn.Module) -> list[str]:
     out = []
     if "requires_grad" in vars(module):
         out.append("module.requires_grad is a plain attribute: it freezes nothing (use requires_grad_())")
@@ -107,7 +112,16 @@ def _module_warnings(module):
     return out
 
 
-def _summarise(path, kind, depth, params, opt, bn_mode, warnings, has_children):
+def _summarise(
+    path: str,
+    kind: str,
+    depth: int,
+    params: list[nn.Parameter],
+    opt: _OptimizerView,
+    bn_mode: str | None,
+    warnings: list[str],
+    has_children: bool,
+) -> Row:
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)
     held = [opt.group_of[id(p)] for p in params if id(p) in opt.group_of]
@@ -131,14 +145,19 @@ def _summarise(path, kind, depth, params, opt, bn_mode, warnings, has_children):
     )
 
 
-def _bn_mode(modules):
+def _bn_mode(modules: Iterable[nn.Module]) -> str | None:
     modes = {m.training for m in modules if isinstance(m, _BN)}
     if not modes:
         return None
     return "mixed" if len(modes) == 2 else ("train" if modes.pop() else "eval")
 
 
-def layer_table(model, optimizer=None, groups=None, by="module"):
+def layer_table(
+    model: nn.Module,
+    optimizer: Optimizer | None = None,
+    groups: Sequence[nn.Module] | None = None,
+    by: str = "module",
+) -> list[Row]:
     """The inspector's rows: a list of ``Row``, one per module (depth first, the model itself left out)
     or, with ``by="group"``, one per layer group in ``groups``.
 
@@ -155,8 +174,18 @@ def layer_table(model, optimizer=None, groups=None, by="module"):
             warnings = [w for m in group.modules() for w in _module_warnings(m)]
             warnings += [w for p in params for w in _param_warnings(p, opt)]
             # parameters() yields a shared parameter once, so shared weights are not counted twice
-            rows.append(_summarise(f"group {i}", type(group).__name__, 0, params, opt, _bn_mode(group.modules()),
-                                   sorted(set(warnings)), False))
+            rows.append(
+                _summarise(
+                    f"group {i}",
+                    type(group).__name__,
+                    0,
+                    params,
+                    opt,
+                    _bn_mode(group.modules()),
+                    sorted(set(warnings)),
+                    False,
+                )
+            )
         return rows
     if by != "module":
         raise ValueError(f'by must be "module" or "group", not {by!r}')
@@ -166,8 +195,16 @@ def layer_table(model, optimizer=None, groups=None, by="module"):
             continue
         own = _module_warnings(module)
         own += [w for p in module.parameters(recurse=False) for w in _param_warnings(p, opt)]
-        row = _summarise(path, type(module).__name__, path.count("."), list(module.parameters()), opt,
-                         _bn_mode([module]), sorted(set(own)), any(True for _ in module.children()))
+        row = _summarise(
+            path,
+            type(module).__name__,
+            path.count("."),
+            list(module.parameters()),
+            opt,
+            _bn_mode([module]),
+            sorted(set(own)),
+            any(True for _ in module.children()),
+        )
         index[path] = row
         rows.append(row)
     for row in rows:  # count warnings below each row
@@ -180,21 +217,25 @@ def layer_table(model, optimizer=None, groups=None, by="module"):
     return rows
 
 
-def _fmt_values(values):
+def _fmt_values(values: tuple[float, ...]) -> str:
     return ",".join(f"{v:g}" for v in values) if values else "-"
 
 
-def format_table(rows, max_rows=None):
+def format_table(rows: list[Row], max_rows: int | None = None) -> str:
     """The rows as a plain-text table (what terminals, nbconvert and graders show)."""
-    header = f"{'module':40} {'type':18} {'params':>10} {'trainable':>10} {'frozen':6} {'BN':5} {'in opt':6} {'lr':>9} {'wd':>6} {'|grad|':>9}"
+    header = (
+        f"{'module':40} {'type':18} {'params':>10} {'trainable':>10} {'frozen':6} {'BN':5} {'in opt':6} "
+        f"{'lr':>9} {'wd':>6} {'|grad|':>9}"
+    )
     lines = [header, "-" * len(header)]
     shown = rows if max_rows is None else rows[:max_rows]
     for r in shown:
         name = ("  " * r.depth + r.path.rsplit(".", 1)[-1])[:40]  # group rows: depth 0, no dot
         grad = "-" if r.grad_norm is None else f"{r.grad_norm:.3g}"
         lines.append(
-            f"{name:40} {r.kind[:18]:18} {r.params:>10,} {r.trainable:>10,} {r.frozen or '-':6} {r.bn_mode or '-':5} "
-            f"{r.in_optimizer or '-':6} {_fmt_values(r.lr):>9} {_fmt_values(r.weight_decay):>6} {grad:>9}"
+            f"{name:40} {r.kind[:18]:18} {r.params:>10,} {r.trainable:>10,} {r.frozen or '-':6} "
+            f"{r.bn_mode or '-':5} {r.in_optimizer or '-':6} {_fmt_values(r.lr):>9} "
+            f"{_fmt_values(r.weight_decay):>6} {grad:>9}"
         )
         for w in r.warnings:
             lines.append(f"{'':4}{'  ' * r.depth}! {w}")
@@ -203,26 +244,10 @@ def format_table(rows, max_rows=None):
     return "\n".join(lines)
 
 
-def totals(model, optimizer=None):
+def totals(model: nn.Module, optimizer: Optimizer | None = None) -> tuple[int, int, int]:
     """(trainable, total) scalar parameters, and bytes of optimizer state."""
-    from .measure import optimizer_state_bytes
+    from ..measure import optimizer_state_bytes
 
     params = list(model.parameters())
     state = optimizer_state_bytes(optimizer) if optimizer is not None else 0
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params), state
-
-
-def inspect(model, optimizer=None, groups=None, freeze_to=None):
-    """Show the inspector for ``model``: an ipywidgets tree in a notebook, the text table elsewhere.
-
-    Args:
-        optimizer: shows which parameters it holds, at which learning rate and weight decay.
-        groups: layer groups (list of modules, input to output): adds a row per group, each with a checkbox
-            that freezes or unfreezes that group.
-        freeze_to: your ``freeze_to(groups, n)`` from notebook 02: with ``groups``, adds a slider that calls
-            it. The course has no ``freeze_to`` of its own (it would be that exercise's answer), so without
-            it there is no slider.
-    """
-    from .inspector_widget import LayerInspector
-
-    return LayerInspector(model, optimizer=optimizer, groups=groups, freeze_to=freeze_to)

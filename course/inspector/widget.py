@@ -1,14 +1,25 @@
-"""The inspector's ipywidgets front end. ``course.inspector.inspect`` builds it; see that module."""
+"""The inspector's ipywidgets front end. ``course.inspector.inspect`` builds it; the rows come from
+``course.inspector.table``."""
+
+from __future__ import annotations
+
 import html
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ipywidgets as W
+from torch import nn
+from torch.optim import Optimizer
 
-from .inspector import format_table, layer_table, totals
+from .table import Row, format_table, layer_table, totals
+
+FreezeTo = Callable[[Sequence[nn.Module], int], None]
+"""The student's ``freeze_to(groups, n)`` from notebook 02."""
 
 _FROZEN_COLOUR = {"all": "#1f77b4", "some": "#9467bd", "none": "#2ca02c", "": "#7f7f7f"}
 
 
-def _label(row):
+def _label(row: Row) -> str:
     parts = [f"<b>{html.escape(row.path.rsplit('.', 1)[-1])}</b> <span style='color:#777'>{row.kind}</span>"]
     if row.params:
         colour = _FROZEN_COLOUR[row.frozen]
@@ -32,11 +43,18 @@ def _label(row):
 class _RowView(W.VBox):
     """One module: an expand toggle, a freeze checkbox, a label, and (once expanded) its children."""
 
-    def __init__(self, inspector, path, has_children):
+    def __init__(self, inspector: LayerInspector, path: str, has_children: bool) -> None:
         self.inspector, self.path = inspector, path
-        self.toggle = W.ToggleButton(value=False, icon="chevron-right", layout=W.Layout(width="40px"),
-                                     disabled=not has_children, tooltip="show children")
-        self.check = W.Checkbox(value=False, description="frozen", indent=False, layout=W.Layout(width="80px"))
+        self.toggle = W.ToggleButton(
+            value=False,
+            icon="chevron-right",
+            layout=W.Layout(width="40px"),
+            disabled=not has_children,
+            tooltip="show children",
+        )
+        self.check = W.Checkbox(
+            value=False, description="frozen", indent=False, layout=W.Layout(width="80px")
+        )
         self.label = W.HTML()
         self.children_box = W.VBox(layout=W.Layout(margin="0 0 0 24px"))
         self.add_class("inspector-row")
@@ -45,7 +63,7 @@ class _RowView(W.VBox):
         self.toggle.observe(self._expand, "value")
         self.check.observe(self._freeze, "value")
 
-    def show(self, row):
+    def show(self, row: Row) -> None:
         self.inspector._quiet = True
         try:
             self.check.value = row.frozen == "all"
@@ -54,13 +72,13 @@ class _RowView(W.VBox):
         finally:
             self.inspector._quiet = False
 
-    def _expand(self, change):
+    def _expand(self, change: dict[str, Any]) -> None:
         self.toggle.icon = "chevron-down" if change["new"] else "chevron-right"
         if change["new"] and not self.children_box.children:
             self.children_box.children = self.inspector._views_below(self.path)
         self.children_box.layout.display = None if change["new"] else "none"
 
-    def _freeze(self, change):
+    def _freeze(self, change: dict[str, Any]) -> None:
         if not self.inspector._quiet:
             self.inspector.model.get_submodule(self.path).requires_grad_(not change["new"])
             self.inspector.refresh()
@@ -69,11 +87,18 @@ class _RowView(W.VBox):
 class LayerInspector(W.VBox):
     """The inspector widget. ``refresh()`` re-reads the model and optimizer (after training, or code)."""
 
-    def __init__(self, model, optimizer=None, groups=None, freeze_to=None):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Optimizer | None = None,
+        groups: Sequence[nn.Module] | None = None,
+        freeze_to: FreezeTo | None = None,
+    ) -> None:
         self.model, self.optimizer, self.groups = model, optimizer, groups
-        self.freeze_to = freeze_to  # the student's own (notebook 02): the course ships no freeze_to of its own
+        # the student's own (notebook 02): the course ships no freeze_to of its own
+        self.freeze_to = freeze_to
         self._quiet = False
-        self._views = {}
+        self._views: dict[str, _RowView] = {}
         self.totals = W.HTML()
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
         self.freeze_all = W.Button(description="Freeze all")
@@ -86,21 +111,27 @@ class LayerInspector(W.VBox):
         self.group_checks = []
         if groups is not None:
             if freeze_to is not None:
-                self.slider = W.IntSlider(value=0, min=0, max=len(groups), description="freeze_to",
-                                          continuous_update=False)
+                self.slider = W.IntSlider(
+                    value=0, min=0, max=len(groups), description="freeze_to", continuous_update=False
+                )
                 self.slider.observe(self._slide, "value")
-            self.group_checks = [W.Checkbox(value=False, description=f"group {i}", indent=False) for i in range(len(groups))]
+            self.group_checks = [
+                W.Checkbox(value=False, description=f"group {i}", indent=False) for i in range(len(groups))
+            ]
             for i, check in enumerate(self.group_checks):
                 check.observe(lambda change, i=i: self._freeze_group(i, change["new"]), "value")
             self.group_labels = [W.HTML() for _ in groups]
-            controls += [*([self.slider] if self.slider else []), W.VBox([W.HBox([c, lab]) for c, lab in zip(self.group_checks, self.group_labels)])]
+            controls += [
+                *([self.slider] if self.slider else []),
+                W.VBox([W.HBox([c, lab]) for c, lab in zip(self.group_checks, self.group_labels)]),
+            ]
         self.tree = W.VBox(self._views_below(""))
         super().__init__([self.totals, *controls, self.tree])
         self.add_class("layer-inspector")
         self.refresh()
 
     # -- building and refreshing -------------------------------------------------------------------------
-    def _views_below(self, path):
+    def _views_below(self, path: str) -> tuple[_RowView, ...]:
         prefix = f"{path}." if path else ""
         module = self.model.get_submodule(path) if path else self.model
         views = []
@@ -114,7 +145,7 @@ class LayerInspector(W.VBox):
             view.show(rows[view.path])
         return tuple(views)
 
-    def refresh(self):
+    def refresh(self) -> None:
         """Re-read requires_grad, modes, optimizer groups and gradients into every visible row."""
         rows = {r.path: r for r in layer_table(self.model, self.optimizer)}
         for path, view in self._views.items():
@@ -136,35 +167,36 @@ class LayerInspector(W.VBox):
                     check.value = row.frozen == "all"
                     label.value = _label(row)
                 if self.slider is not None:
-                    self.slider.value = next((i for i, r in enumerate(group_rows) if r.frozen != "all"),
-                                             len(group_rows))
+                    self.slider.value = next(
+                        (i for i, r in enumerate(group_rows) if r.frozen != "all"), len(group_rows)
+                    )
             finally:
                 self._quiet = False
 
     # -- actions -----------------------------------------------------------------------------------------
-    def _set_all(self, trainable):
+    def _set_all(self, trainable: bool) -> None:
         self.model.requires_grad_(trainable)
         self.refresh()
 
-    def _slide(self, change):
+    def _slide(self, change: dict[str, Any]) -> None:
         if not self._quiet:
             self.freeze_to(self.groups, change["new"])
             self.refresh()
 
-    def _freeze_group(self, i, frozen):
+    def _freeze_group(self, i: int, frozen: bool) -> None:
         if not self._quiet:
             self.groups[i].requires_grad_(not frozen)
             self.refresh()
 
     # -- without a widget front end ----------------------------------------------------------------------
-    def table(self, max_rows=60):
+    def table(self, max_rows: int | None = 60) -> str:
         """The text table shown without a widget front end (first ``max_rows`` rows; None for all)."""
         return format_table(layer_table(self.model, self.optimizer), max_rows=max_rows)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return self.table()
 
-    def _repr_mimebundle_(self, **kwargs):
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = super()._repr_mimebundle_(**kwargs) or {}
         if isinstance(bundle, tuple):
             bundle = bundle[0]
