@@ -2,7 +2,8 @@
 
 Assignments live in source/<NN_name>/<NN_name>.ipynb; `make release` writes release/; submitted/,
 autograded/, feedback/ and gradebook.db are student data and never committed.
-Each setting below is checked by a test in tests/test_nbgrader_config.py or tests/test_autograde.py.
+Each setting below is checked by a test in tests/grader/test_nbgrader_config.py or
+tests/grader/test_autograde.py.
 """
 c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
 
@@ -10,7 +11,7 @@ c.CourseDirectory.course_id = "freezing-course"
 
 # Only notebooks are released. nbgrader copies every other file in source/<assignment>/ to students and
 # over each submission at autograde, so nothing else may live there
-# (tests/test_release.py::test_layout_refuses_extra_files_in_an_assignment enforces it).
+# (tests/publish/test_release.py::test_layout_refuses_extra_files_in_an_assignment enforces it).
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store"]
 
 # Time limits, on purpose. nbgrader's default of 30 s per cell kills a training cell on a slow machine.

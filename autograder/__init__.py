@@ -1,4 +1,8 @@
-"""Instructor tooling: release generation, notebook stripping and the sandboxed class grader (autograder.grade).
+"""Instructor tooling, one subpackage each: ``grade`` (the sandboxed class grader,
+``python -m autograder.grade``), ``sandbox`` (bubblewrap and limits around a kernel), ``judge`` (the process
+the tests run in), ``publish`` (release, strip, links, student edition, the ready-answer check) and ``hub/``
+(JupyterHub configuration files).
 
-Run from the repository root, e.g. ``python -m autograder.release``. Students never import this package.
+Run from the repository root, e.g. ``python -m autograder.publish.release``. Students never import this
+package.
 """

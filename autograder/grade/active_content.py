@@ -1,12 +1,12 @@
 """Make an autograded notebook inert: nothing a submission wrote may run script where it is viewed.
 
 nbgrader's formgrader shows each autograded notebook to the instructor inside a page that holds their Jupyter
-token, and ``generate_feedback`` turns it into HTML for the student; both go through nbconvert's HTML templates,
-which put outputs, Markdown and some metadata into the page as they are (``text/html`` outputs verbatim,
-``application/javascript`` in a ``<script>``, Markdown with its raw HTML, image data inside an ``src``
-attribute, the grade_id inside ``id="..."``). The sandbox stops a submission's code from reaching the grader;
-this module stops what that code *displayed* (and what the student typed into Markdown) from running in the
-instructor's browser.
+token, and ``generate_feedback`` turns it into HTML for the student; both go through nbconvert's HTML
+templates, which put outputs, Markdown and some metadata into the page as they are (``text/html`` outputs
+verbatim, ``application/javascript`` in a ``<script>``, Markdown with its raw HTML, image data inside an
+``src`` attribute, the grade_id inside ``id="..."``). The sandbox stops a submission's code from reaching
+the grader; this module stops what that code *displayed* (and what the student typed into Markdown) from
+running in the instructor's browser.
 
 ``sanitise_notebook`` rewrites the notebook in place, from allow-lists rather than lists of known attacks:
 
@@ -20,18 +20,25 @@ instructor's browser.
 - raw cells that nbconvert copies into HTML are sanitised like HTML outputs;
 - cell attachments keep only png/jpeg with valid base64;
 - metadata keeps only what grading and display need (``nbgrader`` with checked types and a plain grade_id,
-  the course's ``given`` cells as strings, image width/height, tags, kernelspec, language_info); widget state is
-  removed.
+  the course's ``given`` cells as strings, image width/height, tags, kernelspec, language_info); widget state
+  is removed.
 
-Honest notebooks (printed text, matplotlib PNGs, plain HTML tables, ordinary Markdown) come through looking the
-same, and give no notes.
+Honest notebooks (printed text, matplotlib PNGs, plain HTML tables, ordinary Markdown) come through looking
+the same, and give no notes.
 """
+from __future__ import annotations
+
 import re
 from collections import Counter
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 import nh3
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 KEPT_MIMETYPES = {"text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg",
                   "application/json"}
@@ -53,18 +60,19 @@ _ATTRIBUTES["table"] = _ATTRIBUTES.get("table", set()) | {"border"}
 # Visual properties only: nothing that positions, hides, overlays or loads (no position, display, z-index,
 # margin, background, content, url()).
 _STYLE_PROPERTIES = {"color", "background-color", "text-align", "vertical-align", "font-weight", "font-style",
-                     "font-size", "font-family", "text-decoration", "white-space", "border", "border-collapse",
-                     "border-color", "border-style", "border-width", "padding", "width", "min-width"}
+                     "font-size", "font-family", "text-decoration", "white-space", "border",
+                     "border-collapse", "border-color", "border-style", "border-width", "padding", "width",
+                     "min-width"}
 
 # Markdown that renders to nothing but Markdown's own HTML (mistune token types, nbconvert's plugins).
-_MARKDOWN_TOKENS = {"paragraph", "text", "emphasis", "strong", "codespan", "linebreak", "softbreak", "blank_line",
-                    "heading", "thematic_break", "block_text", "block_code", "block_quote", "list", "list_item",
-                    "task_list_item", "strikethrough", "table", "table_head", "table_body", "table_row",
-                    "table_cell", "def_list", "def_list_head", "def_list_item", "block_math", "inline_math",
-                    "latex_environment", "link", "image"}
+_MARKDOWN_TOKENS = {"paragraph", "text", "emphasis", "strong", "codespan", "linebreak", "softbreak",
+                    "blank_line", "heading", "thematic_break", "block_text", "block_code", "block_quote",
+                    "list", "list_item", "task_list_item", "strikethrough", "table", "table_head",
+                    "table_body", "table_row", "table_cell", "def_list", "def_list_head", "def_list_item",
+                    "block_math", "inline_math", "latex_environment", "link", "image"}
 
 
-def sanitise_notebook(nb):
+def sanitise_notebook(nb: nbformat.NotebookNode) -> list[str]:
     """Remove active content from the nbformat v4 notebook ``nb`` in place; return notes on what was removed
     (``"cell 7: removed <script>, onerror= from text/html output"``), empty for an honest notebook."""
     notes = []
@@ -78,7 +86,7 @@ def sanitise_notebook(nb):
     return notes
 
 
-def sanitise_file(path):
+def sanitise_file(path: str | Path) -> list[str]:
     """Sanitise the notebook file at ``path`` in place (``sanitise_notebook``); returns the notes."""
     nb = nbformat.read(path, as_version=4)
     notes = sanitise_notebook(nb)
@@ -86,7 +94,7 @@ def sanitise_file(path):
     return notes
 
 
-def _sanitise_cell(cell):
+def _sanitise_cell(cell: nbformat.NotebookNode) -> list[str]:
     notes = _sanitise_cell_metadata(cell)
     if cell.cell_type == "markdown":
         notes += _sanitise_attachments(cell)
@@ -105,7 +113,7 @@ def _sanitise_cell(cell):
     return notes
 
 
-def _sanitise_output(output):
+def _sanitise_output(output: nbformat.NotebookNode) -> list[str]:
     """Allow-listed mimetypes only, each made inert; metadata reduced to image sizes."""
     if "data" not in output:  # stream and error outputs: nbconvert escapes their text
         return []
@@ -134,7 +142,7 @@ def _sanitise_output(output):
     return notes
 
 
-def _sanitise_cell_metadata(cell):
+def _sanitise_cell_metadata(cell: nbformat.NotebookNode) -> list[str]:
     """Keep only what grading and display need; nbgrader metadata with its own types and a plain grade_id
     (the formgrader writes the grade_id into HTML attributes unescaped)."""
     meta, notes = cell.metadata, []
@@ -154,12 +162,13 @@ def _sanitise_cell_metadata(cell):
     return notes
 
 
-def _plain_course(value):
-    """The course's own cell metadata (``autograder.answers``): ``{"given" or "loads": {notebook: [names]}}``,
-    strings only."""
+def _plain_course(value: Any) -> bool:
+    """The course's own cell metadata (``autograder.publish.answers``): ``{"given" or "loads": {notebook:
+    [names]}}``, strings only."""
     return (isinstance(value, dict) and set(value) <= {"given", "loads"} and all(
         isinstance(given, dict) and all(isinstance(nb, str) and isinstance(names, list)
-                                        and all(isinstance(n, str) for n in names) for nb, names in given.items())
+                                        and all(isinstance(n, str) for n in names)
+                                        for nb, names in given.items())
         for given in value.values()))
 
 
@@ -167,7 +176,7 @@ _NBGRADER_TYPES = {"grade": bool, "solution": bool, "locked": bool, "task": bool
                    "points": (int, float), "schema_version": int, "cell_type": str, "checksum": str}
 
 
-def _checked_nbgrader(value):
+def _checked_nbgrader(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict) or not _GRADE_ID.fullmatch(str(value.get("grade_id", "x"))):
         return None
     if not all(isinstance(value[k], t) for k, t in _NBGRADER_TYPES.items() if k in value):
@@ -177,7 +186,7 @@ def _checked_nbgrader(value):
     return {k: v for k, v in value.items() if k in _NBGRADER_TYPES}
 
 
-def _sanitise_attachments(cell):
+def _sanitise_attachments(cell: nbformat.NotebookNode) -> list[str]:
     """Markdown attachments: png and jpeg with valid base64 only (nbconvert writes them into ``src``)."""
     if "attachments" not in cell:
         return []
@@ -193,7 +202,7 @@ def _sanitise_attachments(cell):
     return [f"attachment {name!r} removed (only png and jpeg are kept)" for name in dropped]
 
 
-def _inert_markdown(source, attachments):
+def _inert_markdown(source: str, attachments: Mapping[str, Any]) -> tuple[str | None, str]:
     """(None, "") when ``source`` is plain Markdown; else (its sanitised rendering, what was removed).
 
     The rendering is one line of HTML that starts with ``<div>``, so that Markdown renders it back as one raw
@@ -204,14 +213,15 @@ def _inert_markdown(source, attachments):
     unsafe, names = _unsafe_markdown(tokens, attachments)
     if not unsafe:
         return None, ""
-    stubs = {name: {"image/png": ""} for name in names if name not in attachments}  # nbconvert raises on these
+    # nbconvert raises on these
+    stubs = {name: {"image/png": ""} for name in names if name not in attachments}
     renderer = IPythonRenderer(escape=False, attachments={**attachments, **stubs}, exclude_anchor_links=True)
     clean, removed = _clean_and_report(MarkdownWithMath(renderer=renderer).render(source).strip())
     one_line = clean.replace("\r", "").replace("\n", "&#10;")
     return (one_line if one_line.startswith("<div>") else f"<div>{one_line}</div>"), removed
 
 
-def _unsafe_markdown(tokens, attachments):
+def _unsafe_markdown(tokens: list[dict[str, Any]], attachments: Mapping[str, Any]) -> tuple[bool, set[str]]:
     """(whether the tokens hold anything but Markdown, the attachment names they use)."""
     unsafe, names = False, set()
     for token in tokens:
@@ -225,7 +235,7 @@ def _unsafe_markdown(tokens, attachments):
     return unsafe, names
 
 
-def _unsafe_token(kind, attrs, url, attachments):
+def _unsafe_token(kind: str, attrs: dict[str, Any], url: str, attachments: Mapping[str, Any]) -> bool:
     """Raw HTML or any token type not known to be plain; a mermaid block (nbconvert copies its text into the
     page unescaped); a link not to http(s), mailto or a fragment; an image not from the notebook's data."""
     if kind not in _MARKDOWN_TOKENS:
@@ -235,11 +245,12 @@ def _unsafe_token(kind, attrs, url, attachments):
     if kind == "link":
         return not (_LINK.fullmatch(url) or _FRAGMENT.fullmatch(url))
     if kind == "image":
-        return not (_data_image(url) or (url.startswith("attachment:") and url[len("attachment:"):] in attachments))
+        return not (_data_image(url)
+                    or (url.startswith("attachment:") and url[len("attachment:"):] in attachments))
     return False
 
 
-def _attribute_filter(tag, name, value):
+def _attribute_filter(tag: str, name: str, value: str) -> str | None:
     """Beyond nh3's checks: images only from data in the notebook, links never to data:, style without
     functions that load or compute (url(), expression(), var(), image-set()...)."""
     if name == "src":
@@ -252,18 +263,18 @@ def _attribute_filter(tag, name, value):
     return value
 
 
-_CLEANER = nh3.Cleaner(tags=set(nh3.ALLOWED_TAGS), clean_content_tags=_DROPPED_WITH_CONTENT, attributes=_ATTRIBUTES,
-                       attribute_filter=_attribute_filter, url_schemes={"http", "https", "mailto", "data"},
-                       url_relative="deny", allowed_classes={"table": {"dataframe"}},
-                       filter_style_properties=_STYLE_PROPERTIES)
+_CLEANER = nh3.Cleaner(tags=set(nh3.ALLOWED_TAGS), clean_content_tags=_DROPPED_WITH_CONTENT,
+                       attributes=_ATTRIBUTES, attribute_filter=_attribute_filter,
+                       url_schemes={"http", "https", "mailto", "data"}, url_relative="deny",
+                       allowed_classes={"table": {"dataframe"}}, filter_style_properties=_STYLE_PROPERTIES)
 
 
-def clean_html(html):
+def clean_html(html: str) -> str:
     """``html`` sanitised by nh3 with this module's policy."""
     return _CLEANER.clean(html)
 
 
-def _clean_and_report(html):
+def _clean_and_report(html: str) -> tuple[str, str]:
     """(sanitised html, a short list of the tags and attributes that went, "" when none did)."""
     clean = clean_html(html)
     removed = _inventory(html) - _inventory(clean)
@@ -271,34 +282,35 @@ def _clean_and_report(html):
 
 
 class _Inventory(HTMLParser):
-    """The tags and attribute names in an HTML text: only to say what the sanitiser removed, never to decide."""
+    """The tags and attribute names in an HTML text: only to say what the sanitiser removed, never to
+    decide."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.found = Counter()
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.found[f"<{tag}>"] += 1
         self.found.update(f"{name}=" for name, _ in attrs if name != "rel")
         self.found.update(f"style {d.split(':')[0].strip().lower()}" for name, value in attrs
                           if name == "style" for d in (value or "").split(";") if ":" in d)
 
 
-def _inventory(html):
+def _inventory(html: str) -> Counter[str]:
     parser = _Inventory()
     parser.feed(html)
     parser.close()
     return parser.found
 
 
-def _data_image(url):
+def _data_image(url: str) -> bool:
     match = _DATA_IMAGE.fullmatch(url.strip())
     return bool(match) and _is_base64(match.group(2))
 
 
-def _is_base64(value):
+def _is_base64(value: object) -> bool:
     return isinstance(value, str) and bool(_BASE64.fullmatch(value))
 
 
-def _text(value):
+def _text(value: object) -> str:
     return "".join(value) if isinstance(value, list) else str(value)

@@ -2,21 +2,27 @@
 
 Only the parent process opens the real gradebook; workers grade in scratch copies and hand back results.
 """
+from __future__ import annotations
+
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nbgrader.api import Gradebook, MissingEntry
+
+if TYPE_CHECKING:
+    from autograder.grade.result import Result
 
 
 class ExportRefused(Exception):
     """The gradebook holds scores no honest grading could give; str(err) lists them."""
 
 
-def db_url(course):
+def db_url(course: str | Path) -> str:
     return f"sqlite:///{Path(course) / 'gradebook.db'}"
 
 
-def graded_cells(course, assignment):
+def graded_cells(course: str | Path, assignment: str) -> dict[str, tuple[float, bool]]:
     """{grade_id: (max_score, is_test)} for every graded cell of the assignment. Raises MissingEntry if it is
     not in the gradebook."""
     out = {}
@@ -32,18 +38,19 @@ def graded_cells(course, assignment):
     return out
 
 
-def cell_ids(course, assignment):
-    """The grade_ids of every nbgrader cell of the assignment (graded, solution, locked), from the gradebook."""
+def cell_ids(course: str | Path, assignment: str) -> list[str]:
+    """The grade_ids of every nbgrader cell of the assignment (graded, solution, locked), from the
+    gradebook."""
     with Gradebook(db_url(course)) as gb:
         return [cell.name for cell in gb.find_notebook(assignment, assignment).source_cells]
 
 
-def known_students(course):
+def known_students(course: str | Path) -> list[str]:
     with Gradebook(db_url(course)) as gb:
         return sorted(s.id for s in gb.students)
 
 
-def record(course, result, timestamp=None):
+def record(course: str | Path, result: Result, timestamp: str | None = None) -> None:
     """Write one worker Result into the real gradebook: its auto scores and late penalty.
 
     Scores an instructor set by hand (manual_score, extra_credit) are left as they are.
@@ -61,8 +68,9 @@ def record(course, result, timestamp=None):
         gb.db.commit()
 
 
-def read_extra_credit_allowed(course):
-    """{(student, assignment, grade_id): points} from the instructor's ``extra_credit.csv`` (may not exist)."""
+def read_extra_credit_allowed(course: str | Path) -> dict[tuple[str, str, str], float]:
+    """{(student, assignment, grade_id): points} from the instructor's ``extra_credit.csv`` (may not
+    exist)."""
     path = Path(course) / "extra_credit.csv"
     if not path.exists():
         return {}
@@ -70,7 +78,7 @@ def read_extra_credit_allowed(course):
         return {(r["student"], r["assignment"], r["grade_id"]): float(r["points"]) for r in csv.DictReader(f)}
 
 
-def check(course):
+def check(course: str | Path) -> list[str]:
     """Problems (list of str) that make the gradebook unfit to export: a score outside its cell's range, or
     extra credit the instructor did not list in extra_credit.csv."""
     allowed = read_extra_credit_allowed(course)
@@ -86,11 +94,12 @@ def check(course):
                                 problems.append(f"{where}: {label} {value} outside 0..{g.max_score}")
                         extra = g.extra_credit or 0
                         if extra and allowed.get((sub.student.id, assignment.name, g.name)) != extra:
-                            problems.append(f"{where}: extra credit {extra} that extra_credit.csv does not list")
+                            problems.append(f"{where}: extra credit {extra} that extra_credit.csv does not "
+                                            "list")
     return problems
 
 
-def submitted_students(course, assignment):
+def submitted_students(course: str | Path, assignment: str) -> set[str]:
     """The students whose submission of ``assignment`` the gradebook holds (a set of ids)."""
     with Gradebook(db_url(course)) as gb:
         try:

@@ -13,6 +13,8 @@ notebooks. Here every problem becomes either a fix that changes no student code 
 nbformat 4.4 notebook, a duplicated or split graded cell keeps its grading metadata on its first copy only)
 or a rejection with a reason.
 """
+from __future__ import annotations
+
 import errno
 import json
 import os
@@ -21,6 +23,12 @@ import stat
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from nbformat import NotebookNode
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_SMALL_FILE = 4096  # timestamp.txt, submission_secret.txt
@@ -50,18 +58,19 @@ class Submission:
     rejected: str = None
 
 
-def valid_student_id(student):
+def valid_student_id(student: str) -> bool:
     """A student id (a folder name under submitted/) that is safe to use in paths and in the gradebook."""
     return bool(STUDENT_RE.match(student))
 
 
-def shown_id(student):
+def shown_id(student: str) -> str:
     """A student id as the report may show it, whatever it holds (ASCII, at most 64 characters)."""
     return ascii(student)[1:-1][:64] if not valid_student_id(student) else student
 
 
-def find_submissions(course, assignment):
-    """{student: Submission} for every entry of ``course/submitted/`` that holds (or should hold) ``assignment``.
+def find_submissions(course: str | Path, assignment: str) -> dict[str, Submission]:
+    """{student: Submission} for every entry of ``course/submitted/`` that holds (or should hold)
+    ``assignment``.
 
     A student folder or assignment folder that is a symbolic link, or anything but a folder, is a rejected
     Submission; a student folder without this assignment is not listed (the student is "missing").
@@ -76,7 +85,8 @@ def find_submissions(course, assignment):
             out[student] = Submission(student, Path(entry.path), "the folder name is not a valid student id")
             continue
         if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
-            out[student] = Submission(student, Path(entry.path), "submitted/<student> is not a folder (a link?)")
+            out[student] = Submission(student, Path(entry.path),
+                                      "submitted/<student> is not a folder (a link?)")
             continue
         try:
             info = os.lstat(Path(entry.path) / assignment)
@@ -87,14 +97,16 @@ def find_submissions(course, assignment):
             continue
         folder = Path(entry.path) / assignment
         if not stat.S_ISDIR(info.st_mode):
-            out[student] = Submission(student, folder, f"submitted/{student}/{assignment} is not a folder (a link?)")
+            out[student] = Submission(student, folder,
+                                      f"submitted/{student}/{assignment} is not a folder (a link?)")
         else:
             out[student] = Submission(student, folder)
     return out
 
 
-def read_file(folder, name, limit, missing_ok=False):
-    """The bytes of regular file ``folder/name``, at most ``limit`` of them; None if absent and ``missing_ok``.
+def read_file(folder: str | Path, name: str, limit: int, missing_ok: bool = False) -> bytes | None:
+    """The bytes of regular file ``folder/name``, at most ``limit`` of them; None if absent and
+    ``missing_ok``.
 
     Every component from ``folder``'s parent down is opened without following links. Raises Rejected for a
     link, a FIFO, a device, a folder, or a file over the limit.
@@ -105,7 +117,8 @@ def read_file(folder, name, limit, missing_ok=False):
     except OSError as err:
         raise Rejected(f"cannot open {folder.parent.name}/: {err.strerror}") from None
     try:
-        here = os.open(folder.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        here = os.open(folder.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=parent)
     except OSError as err:
         raise Rejected(f"{folder.name}/ is not a folder ({err.strerror})") from None
     finally:
@@ -143,11 +156,11 @@ def read_file(folder, name, limit, missing_ok=False):
         os.close(fd)
 
 
-def _size(n):
+def _size(n: int) -> str:
     return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-def read_timestamp(folder):
+def read_timestamp(folder: str | Path) -> str | None:
     """``timestamp.txt`` of a submission folder as text, None when there is none. Raises Rejected when it is
     not a plain file of at most 4 KiB holding a date nbgrader can read."""
     from nbgrader.utils import parse_utc
@@ -163,9 +176,10 @@ def read_timestamp(folder):
     return text
 
 
-def read_secret(folder):
-    """``submission_secret.txt`` (written by ``nbgrader submit``; ``release_feedback`` names feedback files with
-    it) as text, or None when absent or not a short token. Never raises for a bad one: it only names feedback."""
+def read_secret(folder: str | Path) -> str | None:
+    """``submission_secret.txt`` (written by ``nbgrader submit``; ``release_feedback`` names feedback files
+    with it) as text, or None when absent or not a short token. Never raises for a bad one: it only names
+    feedback."""
     try:
         data = read_file(folder, "submission_secret.txt", MAX_SMALL_FILE, missing_ok=True)
         text = data.decode("ascii").strip() if data is not None else None
@@ -174,7 +188,7 @@ def read_secret(folder):
     return text if text and SECRET_RE.match(text) else None
 
 
-def json_depth(data, limit=MAX_DEPTH):
+def json_depth(data: bytes, limit: int = MAX_DEPTH) -> int:
     """How deeply the JSON text ``data`` (bytes) nests arrays and objects, counted without parsing it; stops
     counting at ``limit + 1``. Strings are skipped, so brackets inside them do not count."""
     skeleton = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data))
@@ -187,10 +201,11 @@ def json_depth(data, limit=MAX_DEPTH):
     return deepest
 
 
-def _check_types(raw):
-    """Raise Rejected unless ``raw`` has the shape of an nbformat 4 notebook in every field the grader reads."""
+def _check_types(raw: Any) -> None:
+    """Raise Rejected unless ``raw`` has the shape of an nbformat 4 notebook in every field the grader
+    reads."""
 
-    def need(ok, what):
+    def need(ok: bool, what: str) -> None:
         if not ok:
             raise Rejected(f"not a valid notebook: {what}")
 
@@ -204,7 +219,8 @@ def _check_types(raw):
         need(isinstance(cell, dict), f"cell {i} is not an object")
         need(cell.get("cell_type") in CELL_TYPES, f"cell {i} has no known cell_type")
         source = cell.get("source", "")
-        need(isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source)),
+        need(isinstance(source, str)
+             or (isinstance(source, list) and all(isinstance(s, str) for s in source)),
              f"cell {i}'s source is not text")
         need(isinstance(cell.get("metadata", {}), dict), f"cell {i}'s metadata is not an object")
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -214,11 +230,11 @@ def _check_types(raw):
         need(isinstance(cell.get("outputs", []), list), f"cell {i}'s outputs are not a list")
 
 
-def grade_ids(nb):
+def grade_ids(nb: NotebookNode) -> list[str | None]:
     return [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells]
 
 
-def sanitise(folder, assignment, known_ids):
+def sanitise(folder: str | Path, assignment: str, known_ids: Iterable[str]) -> tuple[NotebookNode, list[str]]:
     """Read ``folder/<assignment>.ipynb`` as hostile data; return (NotebookNode ready to grade, list of notes
     on what was fixed).
 
@@ -235,7 +251,8 @@ def sanitise(folder, assignment, known_ids):
     try:
         raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise Rejected(f"not a notebook: the file is not valid JSON ({type(err).__name__}: {str(err)[:80]})") from None
+        raise Rejected("not a notebook: the file is not valid JSON "
+                       f"({type(err).__name__}: {str(err)[:80]})") from None
     if not isinstance(raw, dict) or raw.get("nbformat") != 4 or not isinstance(raw.get("cells"), list):
         raise Rejected("not a notebook in format 4 (no 'nbformat': 4 and 'cells' list)")
     _check_types(raw)
@@ -252,13 +269,15 @@ def sanitise(folder, assignment, known_ids):
     except Exception as err:  # noqa: BLE001  (nbformat raises many kinds; all mean "not gradable")
         raise Rejected(f"not a valid notebook: {type(err).__name__}: {str(err)[:120]}") from None
     if not set(filter(None, grade_ids(nb))) & set(known_ids):
-        raise Rejected("none of this assignment's nbgrader cells are in the notebook (a notebook of another assignment?)")
+        raise Rejected("none of this assignment's nbgrader cells are in the notebook (a notebook of another "
+                       "assignment?)")
     seen = set()
     for cell in nb.cells:
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if gid and gid in seen:
             del cell.metadata["nbgrader"]
-            notes.append(f"graded cell {gid!r} appears more than once (duplicated or split): its first copy is graded, the others run as ordinary cells")
+            notes.append(f"graded cell {gid!r} appears more than once (duplicated or split): its first copy "
+                         "is graded, the others run as ordinary cells")
         elif gid:
             seen.add(gid)
     return nb, notes

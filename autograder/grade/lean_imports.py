@@ -1,5 +1,5 @@
 """Imported first by the grader's own processes (``autograder.grade`` and nbgrader's fork server in
-``autograder.worker``), never by kernels: it keeps one slow, unused import out of them.
+``autograder.grade.nbgrader_server``), never by kernels: it keeps one slow, unused import out of them.
 
 nbformat validates notebooks with jsonschema, and importing jsonschema imports ``rfc3987_syntax`` when it is
 installed, which compiles a Lark grammar on import: about 1 s of CPU in every process, paid before nbgrader

@@ -1,47 +1,33 @@
-"""Grade a whole class: ``python -m autograder.grade 01_layers`` (or ``--all``) in the course folder.
+"""Grade one assignment's submissions: intake, the ledger of what was graded, a runner (``LocalRunner`` here,
+or ``dask_backend.DaskRunner``) that grades each with ``worker.grade_one``, then the gradebook, feedback and
+export. The command around it is ``autograder.grade.cli``."""
+from __future__ import annotations
 
-For each assignment: every ``submitted/<student>/<assignment>/`` is checked (``autograder.intake``), graded
-in parallel workers (``autograder.worker``; kernels sandboxed by ``autograder.sandbox``), written into the
-gradebook by this process alone, then nbgrader's own ``generate_feedback`` runs, the gradebook is checked and
-exported to CSV (``grades.csv``), and a report is written to ``reports/<assignment>/``.
-
-Kernels are started ahead of the submissions (``autograder.kernels``), one per worker, right after the sandbox
-is checked and before nbgrader is imported here. Refuses to grade when the sandbox cannot start, unless
-``--unsafe-no-sandbox`` is given (logged loudly).
-
-Two backends grade with the same function (``autograder.worker.grade_one``): ``LocalRunner`` (threads on this
-machine, the default) and ``--backend dask`` (``autograder.dask_backend``: the workers of a Dask cluster). A
-submission graded before and unchanged since keeps its grade unless ``--force`` (``autograder.ledger``).
-"""
-if __name__ == "__main__":
-    import autograder.lean_imports  # noqa: F401  (before anything imports jsonschema)
-
-    # First of all, start the fork server that runs nbgrader (autograder.worker): it spends ~2 s importing
-    # nbgrader in its own process while this one imports what it needs, instead of after.
-    from autograder.worker import start_nbgrader_server
-
-    start_nbgrader_server()
-
-import argparse
 import logging
-import os
 import shutil
-import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from autograder import report
-from autograder.dask_backend import CLUSTERS
-from autograder.kernels import KernelPool
-from autograder.sandbox import Limits, SandboxUnavailable, check_available, limits_in_force
-from autograder.worker import Result, grade_one, run_nbgrader, start_nbgrader_server
+from autograder.grade.nbgrader_server import run_nbgrader
+from autograder.grade.result import Result
+from autograder.grade.worker import Job, grade_one
 
-# nbgrader, nbformat and what imports them (autograder.gradebook_io, autograder.intake) take seconds to import:
-# they are imported where used, after the kernels have been started (autograder.kernels).
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tqdm.auto import tqdm
+
+    from autograder.grade.dask_backend import DaskRunner
+    from autograder.grade.kernels import KernelPool
+    from autograder.sandbox.policy import Limits
+
+# nbgrader, nbformat and what imports them (autograder.grade.gradebook_io, autograder.grade.intake) take
+# seconds to import: they are imported where used, after the kernels have been started
+# (autograder.grade.kernels).
 
 log = logging.getLogger("autograder.grade")
 NOT_GRADED = ("rejected", "error")
@@ -50,27 +36,29 @@ EXIT_SOME_NOT_GRADED = 3  # the command's exit status when any submission was no
 
 class LocalRunner:
     """The local backend: ``workers`` threads on this machine, each grading one submission at a time with a
-    pre-started kernel and a judge from ``kernels`` (an ``autograder.kernels.KernelPool``).
+    pre-started kernel and a judge from ``kernels`` (an ``autograder.grade.kernels.KernelPool``).
 
-    ``grade(jobs, ...)`` yields (job, Result or exception) as submissions finish, as ``autograder.dask_backend``'s
-    DaskRunner does on a cluster; both grade with ``autograder.worker.grade_one``."""
+    ``grade(jobs, ...)`` yields (job, Result or exception) as submissions finish, as
+    ``autograder.grade.dask_backend``'s DaskRunner does on a cluster; both grade with
+    ``autograder.grade.worker.grade_one``."""
 
     name = "local"
 
-    def __init__(self, kernels, workers):
+    def __init__(self, kernels: KernelPool, workers: int) -> None:
         self.kernels, self.workers = kernels, max(1, workers)
 
-    def too_large(self, notebook_path):
-        return None  # intake's own limit (autograder.intake.MAX_BYTES) is the only one on this machine
+    def too_large(self, notebook_path: Path) -> str | None:
+        return None  # intake's own limit (autograder.grade.intake.MAX_BYTES) is the only one on this machine
 
-    def grade(self, jobs, course, assignment, gradebook):
+    def grade(self, jobs: list[Job], course: Path, assignment: str,
+              gradebook: Path) -> Iterator[tuple[Job, Result | Exception]]:
         kernels = self.kernels
         kernels.expect(len(jobs))
 
-        def judged(job):
+        def judged(job: Job) -> Result:
             judge = kernels.judges.take()
             try:
-                return grade_one(dict(job, font_cache=kernels.options["font_cache"]), kernels.take(), judge)
+                return grade_one(job, kernels.take(), judge)
             finally:
                 kernels.judges.give(judge)
 
@@ -83,25 +71,27 @@ class LocalRunner:
                     yield futures[future], err
 
 
-def grade_assignment(course, assignment, runner, limits, seed=0, unsafe=False, data_dir=None, progress=True,
-                     force=True):
+def grade_assignment(course: str | Path, assignment: str, runner: LocalRunner | DaskRunner, limits: Limits,
+                     seed: int = 0, unsafe: bool = False, data_dir: str | None = None, progress: bool = True,
+                     force: bool = True) -> tuple[list[Result], float, dict[str, float], int]:
     """Grade the submissions of one assignment with ``runner`` (LocalRunner or ``dask_backend.DaskRunner``);
     returns (list of Result, seconds, {grade_id: max_score}, number of submissions not graded again).
 
     No submission's data can stop the others: whatever goes wrong with one (its files, its timestamp, its
     grading, writing its grades) makes that one "rejected" or "error" with the reason, and the class goes on.
-    force: grade every submission; otherwise one whose grading is final and unchanged since (``autograder.ledger``)
-    keeps its recorded Result and grades."""
+    force: grade every submission; otherwise one whose grading is final and unchanged since
+    (``autograder.grade.ledger``) keeps its recorded Result and grades."""
     import nbformat
 
-    from autograder import gradebook_io, intake, ledger
+    from autograder.grade import gradebook_io, intake, ledger
 
     course = Path(course).resolve()
     try:
         cells = gradebook_io.graded_cells(course, assignment)
         known_ids = gradebook_io.cell_ids(course, assignment)
     except Exception as err:  # noqa: BLE001  (MissingEntry, or no gradebook at all)
-        raise SystemExit(f"{assignment} is not in the gradebook ({err}): run `nbgrader generate_assignment {assignment}` first") from None
+        raise SystemExit(f"{assignment} is not in the gradebook ({err}): "
+                         f"run `nbgrader generate_assignment {assignment}` first") from None
     start = time.perf_counter()
     workspace = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
     gradebook_copy = workspace / "gradebook.db"
@@ -112,8 +102,9 @@ def grade_assignment(course, assignment, runner, limits, seed=0, unsafe=False, d
     options = dict(limits=asdict(limits), seed=seed, unsafe=unsafe, data_dir=data_dir)
     recorded = set() if force else gradebook_io.submitted_students(course, assignment)
 
-    def ungraded(student, status, reason):
-        return Result(intake.shown_id(student), assignment, status, reason, {gid: [0.0, m] for gid, m in max_scores.items()})
+    def ungraded(student: str, status: str, reason: str) -> Result:
+        return Result(intake.shown_id(student), assignment, status, reason,
+                      {gid: [0.0, m] for gid, m in max_scores.items()})
 
     results, jobs, timestamps, secrets, keys, notes_of, reused = [], [], {}, {}, {}, {}, set()
     submissions = intake.find_submissions(course, assignment)
@@ -142,28 +133,29 @@ def grade_assignment(course, assignment, runner, limits, seed=0, unsafe=False, d
             results.append(ungraded(student, "rejected", str(err)))
             continue
         except Exception as err:  # noqa: BLE001  (one submission's data never stops the class)
-            results.append(ungraded(student, "error", f"the grader could not read it: {type(err).__name__}: {err}"[:300]))
+            results.append(ungraded(student, "error",
+                                    f"the grader could not read it: {type(err).__name__}: {err}"[:300]))
             continue
         too_large = runner.too_large(clean)
         if too_large:
             results.append(ungraded(student, "rejected", too_large))
             continue
         notes_of[student] = notes
-        jobs.append(dict(student=student, assignment=assignment, course=str(course), gradebook=str(gradebook_copy),
-                         notebook=str(clean), limits=asdict(limits), workspace=str(workspace), data_dir=data_dir,
-                         seed=seed, unsafe_no_sandbox=unsafe, cells=cells, timestamp=timestamps[student]))
+        jobs.append(Job(student, assignment, course, gradebook_copy, clean, limits, cells, seed, unsafe,
+                        timestamps[student]))
     bar = _progress(len(jobs), assignment, progress)
-    waiting = {job["student"]: job for job in jobs}
+    waiting = {job.student: job for job in jobs}
     try:
         for job, outcome in runner.grade(jobs, course, assignment, gradebook_copy):
-            if waiting.pop(job["student"], None) is None:
-                continue  # never twice: a backend that reports a submission again is not believed the second time
+            if waiting.pop(job.student, None) is None:
+                # never twice: a backend that reports a submission again is not believed the second time
+                continue
             if isinstance(outcome, BaseException):
-                result = ungraded(job["student"], "error", f"{type(outcome).__name__}: {outcome}"[:300])
+                result = ungraded(job.student, "error", f"{type(outcome).__name__}: {outcome}"[:300])
             else:
                 result = outcome
-            if notes_of.get(job["student"]):
-                result.reason = "; ".join(filter(None, [result.reason, *notes_of[job["student"]]]))
+            if notes_of.get(job.student):
+                result.reason = "; ".join(filter(None, [result.reason, *notes_of[job.student]]))
             results.append(result)
             bar.update(1)
     except Exception as err:  # noqa: BLE001  (the backend itself failed: what it graded is kept, the rest reported)
@@ -173,12 +165,14 @@ def grade_assignment(course, assignment, runner, limits, seed=0, unsafe=False, d
                                                       f"({type(err).__name__}: {err})"[:300]))
     bar.close()
     for result in sorted(results, key=lambda r: r.student):
-        if result.status == "missing" or not intake.valid_student_id(result.student) or result.student in reused:
+        if (result.status == "missing" or not intake.valid_student_id(result.student)
+                or result.student in reused):
             continue  # nothing is created in the gradebook for an id that is not valid
         try:
             _store(course, assignment, result, timestamps.get(result.student), secrets.get(result.student))
         except Exception as err:  # noqa: BLE001
-            result.status, result.reason = "error", f"could not store the grades: {type(err).__name__}: {err}"[:300]
+            result.status, result.reason = "error", (
+                f"could not store the grades: {type(err).__name__}: {err}"[:300])
             book.forget(result.student)
             continue
         if result.student in keys:
@@ -187,8 +181,9 @@ def grade_assignment(course, assignment, runner, limits, seed=0, unsafe=False, d
     return sorted(results, key=lambda r: r.student), time.perf_counter() - start, max_scores, len(reused)
 
 
-def _reused(recorded, course):
-    """The Result (from the ledger's JSON) of a submission not graded again; its autograded folder is the course's."""
+def _reused(recorded: dict[str, Any], course: Path) -> Result:
+    """The Result (from the ledger's JSON) of a submission not graded again; its autograded folder is the
+    course's."""
     from dataclasses import fields
 
     result = Result(**{f.name: recorded[f.name] for f in fields(Result) if f.name in recorded})
@@ -197,11 +192,11 @@ def _reused(recorded, course):
     return result
 
 
-def _store(course, assignment, result, timestamp, secret):
+def _store(course: Path, assignment: str, result: Result, timestamp: str | None, secret: str | None) -> None:
     """Write one Result into the gradebook and its autograded notebook into ``autograded/``, with the
     exchange's ``submission_secret.txt`` beside it as ``nbgrader autograde`` does (``release_feedback`` names
     each feedback file with it; workers never see it)."""
-    from autograder import gradebook_io
+    from autograder.grade import gradebook_io
 
     gradebook_io.record(course, result, timestamp)
     dest = course / "autograded" / result.student / assignment
@@ -213,13 +208,13 @@ def _store(course, assignment, result, timestamp, secret):
             (dest / "submission_secret.txt").write_text(secret)
 
 
-def _progress(total, assignment, enabled):
+def _progress(total: int, assignment: str, enabled: bool) -> tqdm:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"grading {assignment}", unit="submission", disable=not enabled)
 
 
-def feedback(course, assignment, results):
+def feedback(course: Path, assignment: str, results: list[Result]) -> None:
     """``nbgrader generate_feedback`` for the assignment; if it fails, once per graded student, so that one
     notebook nbgrader cannot render costs only that student's feedback (noted in their Result's reason)."""
     if run_nbgrader(["generate_feedback", assignment, "--force"], course)[0] == 0:
@@ -227,15 +222,17 @@ def feedback(course, assignment, results):
     for result in results:
         if result.autograded is None or result.status in NOT_GRADED:
             continue
-        rc, output, _ = run_nbgrader(["generate_feedback", assignment, "--force", "--student", result.student], course)
+        rc, output, _ = run_nbgrader(
+            ["generate_feedback", assignment, "--force", "--student", result.student], course)
         if rc != 0:
             why = output.strip().splitlines()[-1][-200:] if output.strip() else f"exit {rc}"
-            result.reason = "; ".join(filter(None, [result.reason, f"no feedback: nbgrader could not render it ({why})"]))
+            result.reason = "; ".join(filter(None, [result.reason,
+                                                    f"no feedback: nbgrader could not render it ({why})"]))
 
 
-def export(course, to="grades.csv"):
+def export(course: str | Path, to: str = "grades.csv") -> Path:
     """Check the gradebook (``gradebook_io.check``), then run ``nbgrader export``. Raises ExportRefused."""
-    from autograder import gradebook_io
+    from autograder.grade import gradebook_io
 
     problems = gradebook_io.check(course)
     if problems:
@@ -244,140 +241,11 @@ def export(course, to="grades.csv"):
     return Path(course) / to
 
 
-def _nbgrader(args, course):
-    """``nbgrader ARGS`` in the course, through the warm fork server; RuntimeError with its output if it fails."""
+def _nbgrader(args: list[str], course: str | Path) -> None:
+    """``nbgrader ARGS`` in the course, through the warm fork server; RuntimeError with its output if it
+    fails."""
     rc, output, _ = run_nbgrader(args, course)
     if rc != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed ({rc}):\n{output[-3000:]}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m autograder.grade", description=__doc__.split("\n")[0],
-        epilog=f"Exit status: 0 when every submission was graded, {EXIT_SOME_NOT_GRADED} when some were not (rejected "
-               "or failed: the report lists each with its reason; the others are graded and exported), 1 on errors.")
-    parser.add_argument("assignments", nargs="*", help="assignment names, e.g. 01_layers")
-    parser.add_argument("--all", action="store_true", help="every assignment in source/")
-    parser.add_argument("--course", default=".", help="the course folder (holds nbgrader_config.py); default: here")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="parallel workers (default: this machine's cores); with --backend dask, the workers of "
-                             "a cluster made here (--cluster, or a LocalCluster when no scheduler is configured)")
-    parser.add_argument("--backend", choices=("local", "dask"), default="local",
-                        help="local: this machine (default); dask: the workers of a Dask cluster (README: 'Grading "
-                             "on a cluster')")
-    parser.add_argument("--scheduler", help="with --backend dask: the scheduler's address, e.g. tcp://10.0.0.5:8786 "
-                                            "(default: Dask's configured scheduler-address, else a cluster made here)")
-    parser.add_argument("--cluster", choices=list(CLUSTERS),
-                        help="with --backend dask and no --scheduler: make this kind of cluster, configured by Dask's "
-                             "own configuration (dask-jobqueue, dask-kubernetes, dask-gateway)")
-    parser.add_argument("--worker-timeout", type=float, default=120,
-                        help="with --backend dask: seconds to wait for the first worker (default 120)")
-    parser.add_argument("--max-submission-mb", type=float, default=16,
-                        help="with --backend dask: the largest notebook a task carries to a worker (default 16)")
-    parser.add_argument("--force", action="store_true",
-                        help="grade every submission again, also those graded before and unchanged since")
-    parser.add_argument("--cell-timeout", type=int, default=Limits.cell_s, help="seconds per cell")
-    parser.add_argument("--notebook-timeout", type=int, default=Limits.notebook_s, help="seconds per notebook")
-    parser.add_argument("--memory-gb", type=float, default=Limits.memory / 2**30, help="address space per process")
-    parser.add_argument("--sandbox-memory-gb", type=float, default=None,
-                        help="memory of a sandbox's processes together, where a cgroup can hold them (default: "
-                             "--memory-gb plus 2, so that one process meets its own limit first)")
-    parser.add_argument("--seed", type=int, default=0, help="seed every generator in each kernel (default 0)")
-    parser.add_argument("--no-feedback", action="store_true", help="skip nbgrader generate_feedback")
-    parser.add_argument("--no-export", action="store_true", help="skip the checked CSV export")
-    parser.add_argument("--unsafe-no-sandbox", action="store_true",
-                        help="run student code WITHOUT the sandbox (limits only): only for code you trust")
-    args = parser.parse_args(argv)
-    args.workers_given = args.workers is not None
-    if args.workers is None:
-        args.workers = os.cpu_count() or 1
-    if args.backend == "local" and (args.scheduler or args.cluster):
-        parser.error("--scheduler and --cluster need --backend dask")
-    if args.scheduler and args.cluster:
-        parser.error("pass --scheduler or --cluster, not both")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    course = Path(args.course).resolve()
-    if not (course / "nbgrader_config.py").exists():
-        parser.error(f"{course} has no nbgrader_config.py: pass --course with the course folder")
-    names = args.assignments
-    if args.all:
-        from autograder.course_dir import assignments
-
-        names = assignments(course)
-    if not names:
-        parser.error("name at least one assignment, or pass --all")
-    start_nbgrader_server()  # already running when run as a command; imports nbgrader in its own process
-    threading.Thread(target=report.preload, daemon=True).start()  # matplotlib, imported while kernels run
-    if args.unsafe_no_sandbox:
-        log.warning("WARNING: --unsafe-no-sandbox: student code runs with YOUR rights, network and files. "
-                    "Resource limits still apply, and tests still run in the judge.")
-    elif args.backend == "local":  # a Dask worker checks its own sandbox (autograder.dask_backend.check_worker)
-        try:
-            check_available()
-        except SandboxUnavailable as err:
-            sys.exit(f"error: {err}")
-    sandbox_gb = args.sandbox_memory_gb if args.sandbox_memory_gb is not None else args.memory_gb + 2
-    if sandbox_gb <= args.memory_gb:
-        parser.error("--sandbox-memory-gb must exceed --memory-gb: a single process should get a MemoryError "
-                     "before the whole sandbox is stopped")
-    limits = Limits(cell_s=args.cell_timeout, notebook_s=args.notebook_timeout, memory=int(args.memory_gb * 2**30),
-                    sandbox_memory=int(sandbox_gb * 2**30))
-    log.info("limits: %s", limits_in_force(limits))
-    data_dir = os.environ.get("COURSE_DATA")
-    if args.backend == "local":
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        if args.workers * limits.sandbox_memory > total:
-            log.warning("WARNING: %d workers times %g GiB a sandbox exceeds this machine's %.0f GiB of memory: pass "
-                        "fewer --workers or a smaller --sandbox-memory-gb", args.workers, sandbox_gb, total / 2**30)
-        # One sandboxed kernel per worker starts importing torch now, while this process imports nbgrader.
-        kernels = KernelPool(args.workers, limits, args.seed, args.unsafe_no_sandbox, data_dir)
-        runner, close = LocalRunner(kernels, args.workers), kernels.close
-    else:
-        from autograder import dask_backend  # imports Dask only now
-
-        client, cluster = dask_backend.connect(args.scheduler, args.cluster,
-                                               args.workers if args.workers_given else None)
-
-        def disconnect():
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        try:
-            runner = dask_backend.DaskRunner(client, args.worker_timeout, args.unsafe_no_sandbox,
-                                             int(args.max_submission_mb * 2**20))
-        except BaseException:
-            disconnect()
-            raise
-
-        def close():
-            runner.close()
-            disconnect()
-    not_graded = []
-    try:
-        for name in names:
-            results, seconds, max_scores, reused = grade_assignment(
-                course, name, runner, limits, args.seed, args.unsafe_no_sandbox, data_dir, force=args.force)
-            if reused:
-                log.info("%s: %d submissions graded before and unchanged since were not graded again (--force "
-                         "grades them again)", name, reused)
-            if not args.no_feedback:
-                feedback(course, name, results)
-            print(report.write(course, name, results, max_scores, seconds, runner.workers, limits,
-                               backend=runner.name, reused=reused))
-            not_graded += [f"{name}/{r.student}" for r in results if r.status in NOT_GRADED]
-    finally:
-        close()
-    if not args.no_export:
-        from autograder.gradebook_io import ExportRefused
-
-        try:
-            print(f"grades exported to {export(course)}")
-        except (ExportRefused, RuntimeError) as err:
-            sys.exit(f"error: {err}")
-    if not_graded:
-        print(f"{len(not_graded)} submissions were not graded (the report says why): {', '.join(not_graded[:20])}",
-              file=sys.stderr)
-        sys.exit(EXIT_SOME_NOT_GRADED)
-
-if __name__ == "__main__":
-    main()

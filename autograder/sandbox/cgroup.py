@@ -1,9 +1,9 @@
 """Memory and task limits for a whole sandbox (all its processes together), with Linux control groups.
 
-Per-process limits (``autograder.sandbox._set_limits``: RLIMIT_AS, RLIMIT_NPROC) do not bound what a sandbox
-holds in all: a kernel that forks children, each under its address-space limit, can together take most of the
-machine. A control group does: the kernel counts every page (and every task) of every process in it, and at the
-limit the OOM killer ends the largest process *in the group*, never one outside it.
+Per-process limits (``autograder.sandbox.launcher._set_limits``: RLIMIT_AS, RLIMIT_NPROC) do not bound what a
+sandbox holds in all: a kernel that forks children, each under its address-space limit, can together take most
+of the machine. A control group does: the kernel counts every page (and every task) of every process in it,
+and at the limit the OOM killer ends the largest process *in the group*, never one outside it.
 
 What is used, found once per process (``support``):
 
@@ -15,18 +15,28 @@ What is used, found once per process (``support``):
 3. otherwise nothing here: only the per-process limits apply (``autograder.sandbox``), and the report says so.
 
 Each sandbox gets its own group under the grader's own cgroup (v1: one in each hierarchy), named after the
-kernel's slot (``autograder.kernels.Slot``) so that whoever knows the slot can remove it, even after the process
-that started the kernel was killed. The kernel joins it before ``exec`` (``join`` in a ``preexec_fn``), so that
-bubblewrap and everything it starts are counted; ``destroy`` kills what is left in it and removes it.
+kernel's slot (``autograder.grade.kernels.Slot``) so that whoever knows the slot can remove it, even after the
+process that started the kernel was killed. The kernel joins it before ``exec`` (``join`` in a
+``preexec_fn``), so that bubblewrap and everything it starts are counted; ``destroy`` kills what is left in it
+and removes it.
 
 Light imports only: ``autograder.grade`` starts kernels before importing nbgrader.
 """
+from __future__ import annotations
+
 import errno
 import os
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: the kernel's launcher stays light
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    # a cgroup file system: (mount point, fstype, super options, root of the mount within its hierarchy)
+    _Mount = tuple[Path, str, set[str], str]
 
 PREFIX = "grader-"
 
@@ -38,16 +48,17 @@ class Support:
     swap; why: for each kind not used, why (shown in the report)."""
 
     kind: str
-    bases: dict = field(default_factory=dict)
+    bases: dict[str, Path] = field(default_factory=dict)
     memsw: bool = False
-    why: tuple = ()
+    why: tuple[str, ...] = ()
 
-    def describe(self):
+    def describe(self) -> str:
         return f"cgroup {self.kind}" if self.kind else "no cgroup (" + "; ".join(self.why) + ")"
 
 
-def _cgroup_mounts():
-    """[(mount point, fstype, super options, root of the mount within its hierarchy)] of cgroup file systems."""
+def _cgroup_mounts() -> list[_Mount]:
+    """[(mount point, fstype, super options, root of the mount within its hierarchy)] of cgroup file
+    systems."""
     out = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
@@ -58,7 +69,7 @@ def _cgroup_mounts():
     return out
 
 
-def _own_cgroups():
+def _own_cgroups() -> dict[str, str]:
     """{controller: this process's cgroup path}; "" is the v2 (unified) hierarchy."""
     own = {}
     for line in Path("/proc/self/cgroup").read_text().splitlines():
@@ -68,7 +79,7 @@ def _own_cgroups():
     return own
 
 
-def _under(mount, root, path):
+def _under(mount: Path, root: str, path: str) -> Path | None:
     """The folder of cgroup ``path`` in a hierarchy mounted at ``mount`` (whose own root is ``root``)."""
     root = root.rstrip("/")
     if root and not (path == root or path.startswith(root + "/")):
@@ -76,7 +87,7 @@ def _under(mount, root, path):
     return mount / path[len(root):].lstrip("/")
 
 
-def _probe(folder, files=()):
+def _probe(folder: str | os.PathLike, files: Iterable[str] = ()) -> str | None:
     """Can a child group with ``files`` (its controllers' limits) be made (and removed) in ``folder``? Returns
     None, or why not."""
     probe = Path(folder) / f"{PREFIX}probe-{os.getpid()}"
@@ -91,7 +102,7 @@ def _probe(folder, files=()):
         probe.rmdir()
 
 
-def _detect_v2(mounts, own):
+def _detect_v2(mounts: list[_Mount], own: dict[str, str]) -> tuple[Support | None, str | None]:
     if "" not in own:
         return None, "cgroup v2: this process is in no v2 hierarchy"
     for mount, fstype, _, root in mounts:
@@ -105,32 +116,34 @@ def _detect_v2(mounts, own):
             return None, f"cgroup v2: no memory and pids controllers at {base}"
         enabled = set((base / "cgroup.subtree_control").read_text().split())
         if not {"memory", "pids"} <= enabled:
-            try:  # fails (EBUSY) where processes live in this group itself: v2 lets only leaves hold processes
+            # fails (EBUSY) where processes live in this group itself: v2 lets only leaves hold processes
+            try:
                 (base / "cgroup.subtree_control").write_text("+memory +pids")
             except OSError as err:
-                # The grader's own group is a leaf with processes (a login session's scope, a service). Its parent
-                # gives the controllers to its children (this group has them): the sandboxes' groups can be made
-                # beside it there, where this process may write (root; a delegated parent).
+                # The grader's own group is a leaf with processes (a login session's scope, a service). Its
+                # parent gives the controllers to its children (this group has them): the sandboxes' groups
+                # can be made beside it there, where this process may write (root; a delegated parent).
                 busy = f"cannot enable memory and pids under {base} ({err.strerror})"
                 beside = base.parent
                 why = _probe(beside, ("memory.max", "pids.max")) if beside != mount.parent else "no parent"
                 if why:
-                    return None, (f"cgroup v2: {busy}, and beside it: {why}; run the grader in a delegated cgroup "
-                                  "(systemd-run --scope -p Delegate=yes ...)")
+                    return None, (f"cgroup v2: {busy}, and beside it: {why}; run the grader in a delegated "
+                                  "cgroup (systemd-run --scope -p Delegate=yes ...)")
                 return Support("v2", {"memory": beside, "pids": beside}), None
         why = _probe(base, ("memory.max", "pids.max"))
         return (None, "cgroup v2: " + why) if why else (Support("v2", {"memory": base, "pids": base}), None)
     return None, "cgroup v2: not mounted"
 
 
-def _detect_v1(mounts, own):
+def _detect_v1(mounts: list[_Mount], own: dict[str, str]) -> tuple[Support | None, str | None]:
     bases, why = {}, []
     for controller in ("memory", "pids"):
         for mount, fstype, opts, root in mounts:
             if fstype == "cgroup" and controller in opts and controller in own:
                 base = _under(mount, root, own[controller])
                 if base is not None and base.is_dir():
-                    problem = _probe(base, ("memory.limit_in_bytes",) if controller == "memory" else ("pids.max",))
+                    problem = _probe(base, ("memory.limit_in_bytes",) if controller == "memory"
+                                     else ("pids.max",))
                     if problem is None:
                         bases[controller] = base
                     else:
@@ -146,7 +159,7 @@ def _detect_v1(mounts, own):
 _support = None
 
 
-def support():
+def support() -> Support:
     """What this machine allows (Support), found once per process: v2, else v1, else none."""
     global _support
     if _support is None:
@@ -173,14 +186,16 @@ class Group:
     the launcher that joins it.
     """
 
-    def __init__(self, kind, folders):
+    def __init__(self, kind: str, folders: Iterable[str | os.PathLike]) -> None:
         self.kind, self.folders = kind, [Path(f) for f in folders]
 
     @classmethod
-    def create(cls, name, memory=None, tasks=None, found=None):
-        """Make group ``name`` with at most ``memory`` bytes (None: no limit of its own) and ``tasks`` tasks (None:
-        no limit), under this process's own cgroup. Returns the Group, or None where cgroups are not usable
-        (``support().why`` says why). Raises OSError where making it fails although the probe worked."""
+    def create(cls, name: str, memory: int | None = None, tasks: int | None = None,
+               found: Support | None = None) -> Group | None:
+        """Make group ``name`` with at most ``memory`` bytes (None: no limit of its own) and ``tasks`` tasks
+        (None: no limit), under this process's own cgroup. Returns the Group, or None where cgroups are not
+        usable (``support().why`` says why). Raises OSError where making it fails although the probe
+        worked."""
         found = found or support()
         if not found.kind:
             return None
@@ -209,7 +224,7 @@ class Group:
             raise
         return group
 
-    def procs(self):
+    def procs(self) -> set[int]:
         """The ids of the processes in the group now."""
         pids = set()
         for folder in self.folders:
@@ -219,7 +234,7 @@ class Group:
                 pass
         return pids
 
-    def oom_kills(self):
+    def oom_kills(self) -> int:
         """How many processes of the group the OOM killer ended because the group reached its memory limit."""
         name = "memory.events" if self.kind == "v2" else "memory.oom_control"
         for folder in self.folders:
@@ -232,7 +247,7 @@ class Group:
                 continue
         return 0
 
-    def memory_peak(self):
+    def memory_peak(self) -> int | None:
         """The group's highest memory use in bytes (None where the kernel does not keep it)."""
         name = "memory.peak" if self.kind == "v2" else "memory.max_usage_in_bytes"
         for folder in self.folders:
@@ -242,7 +257,7 @@ class Group:
                 continue
         return None
 
-    def destroy(self, timeout=10):
+    def destroy(self, timeout: float = 10) -> bool:
         """Kill every process left in the group and remove it; returns True when every folder is gone."""
         deadline = time.monotonic() + timeout
         for folder in self.folders:
@@ -270,13 +285,13 @@ class Group:
             time.sleep(0.02)
 
 
-def join(folders, pid=0):
-    """Move process ``pid`` (0: the caller) into the group made of ``folders``: a ``preexec_fn`` calls this in the
-    kernel's process before bubblewrap starts, so that every process of the sandbox is in the group."""
+def join(folders: Iterable[str | os.PathLike], pid: int = 0) -> None:
+    """Move process ``pid`` (0: the caller) into the group made of ``folders``: a ``preexec_fn`` calls this in
+    the kernel's process before bubblewrap starts, so that every process of the sandbox is in the group."""
     for folder in folders:
         _write(Path(folder) / "cgroup.procs", pid or os.getpid())
 
 
-def _write(path, value):
+def _write(path: str | os.PathLike, value: int) -> None:
     with open(path, "w") as f:
         f.write(str(value))

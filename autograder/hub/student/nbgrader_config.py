@@ -10,7 +10,7 @@ import os
 
 c = get_config()  # noqa: F821
 
-c.CourseDirectory.course_id = "freezing-course"
+c.CourseDirectory.course_id = os.environ["COURSE_ID"]  # set by the hub (jupyterhub_config.py)
 c.Exchange.root = os.environ.get("COURSE_HUB_EXCHANGE", "/srv/nbgrader/exchange")
 if os.environ.get("JUPYTERHUB_USER"):
     c.CourseDirectory.student_id = os.environ["JUPYTERHUB_USER"]
