@@ -1,6 +1,6 @@
 """Benchmark 2: one head epoch over cached features against one epoch that runs the frozen backbone.
 
-    python -m tests.benchmarks.cached_epoch --data ../shared/data/pets-sample
+    python -m benchmarks.cached_epoch --data ../shared/data/pets-sample
 
 Both train EfficientNet-Lite0's classifier alone, batch 32, with ``course.fit.fit_one_cycle``: once over
 the photos (decoded, resized and run through the frozen backbone, BatchNorm in eval mode, every epoch),
@@ -12,13 +12,13 @@ import time
 
 import torch
 
+from benchmarks.pets import features_of
+from benchmarks.reference import tools
 from course import seed_everything
 from course.data import load_pets
 from course.fit import fit_one_cycle
 from course.loaders import eval_transform, make_loader
 from course.pretrained import LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_body_head, lite0_groups
-from tests.benchmarks.pets import features_of
-from tests.benchmarks.reference import tools
 
 
 def _median(xs):
@@ -62,11 +62,13 @@ def main(argv=None):
             fast.append(time.perf_counter() - t0)
 
     f, c = _median(full), _median(fast)
-    print(f"{len(dataset)} photos at {args.size}px, batch {args.batch}, CPU, {torch.get_num_threads()} threads")
+    print(f"{len(dataset)} photos at {args.size}px, batch {args.batch}, CPU, "
+          f"{torch.get_num_threads()} threads")
     print(f"epoch with the frozen backbone: {f:8.3f} s (median of {args.repeats})")
     print(f"epoch over cached features:     {1e3 * c:8.3f} ms (median of {args.cached_repeats})")
     print(f"ratio: {f / c:,.0f}x (target >= 1000)")
-    print(f"computing the cache once: {cache_s:.2f} s; it has paid for itself after {cache_s / (f - c):.2f} epochs")
+    print(f"computing the cache once: {cache_s:.2f} s; "
+          f"it has paid for itself after {cache_s / (f - c):.2f} epochs")
     return f, c, cache_s
 
 

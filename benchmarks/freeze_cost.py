@@ -1,7 +1,7 @@
 """Benchmark 1: train-step time and peak memory of EfficientNet-Lite0 against the number of frozen groups.
 
-    python -m tests.benchmarks.freeze_cost                 # 224 px, batch 32, on the CPU
-    python -m tests.benchmarks.freeze_cost --device cuda   # on a GPU (adds CUDA peak memory)
+    python -m benchmarks.freeze_cost                 # 224 px, batch 32, on the CPU
+    python -m benchmarks.freeze_cost --device cuda   # on a GPU (adds CUDA peak memory)
 
 A training step is forward, cross-entropy, backward and an AdamW step over the trainable parameters.
 Each configuration runs in its own Python process, so that its peak resident memory (RSS) is its own.
@@ -49,9 +49,9 @@ FORMATS = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last
 
 def measure_one(frozen, mode, size, batch, repeats, device, layout="NCHW"):
     """Median seconds of one step (or of one no_grad forward for mode "no_grad") and peak memory growth."""
+    from benchmarks.reference import tools
     from course.fold import fold_batchnorm
     from course.pretrained import efficientnet_lite0, lite0_body_head, lite0_groups
-    from tests.benchmarks.reference import tools
 
     freeze_to, bn_freeze = tools().freeze_to, tools().bn_freeze
 
@@ -107,7 +107,7 @@ def measure_one(frozen, mode, size, batch, repeats, device, layout="NCHW"):
 
 
 def run_in_process(frozen, mode, layout, args):
-    cmd = [sys.executable, "-m", "tests.benchmarks.freeze_cost", "--one", str(frozen), mode, layout,
+    cmd = [sys.executable, "-m", "benchmarks.freeze_cost", "--one", str(frozen), mode, layout,
            "--size", str(args.size), "--batch", str(args.batch), "--repeats", str(args.repeats),
            "--device", args.device]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ)
@@ -130,21 +130,25 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.one:
         frozen, mode, layout = args.one
-        print(json.dumps(measure_one(int(frozen), mode, args.size, args.batch, args.repeats, args.device, layout)))
+        print(json.dumps(measure_one(int(frozen), mode, args.size, args.batch, args.repeats, args.device,
+                                     layout)))
         return None
-    print(f"EfficientNet-Lite0, batch {args.batch} at {args.size}px on {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} steps", flush=True)
+    print(f"EfficientNet-Lite0, batch {args.batch} at {args.size}px on {args.device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} steps",
+          flush=True)
     body_frozen = 9
     rows, limits = [], {}
     for layout in args.layouts:
         limits[layout] = run_in_process(body_frozen, "no_grad", layout, args)
         rows.append(run_in_process(0, "course", layout, args))  # full fine-tuning: nothing frozen, one mode
         for k in sorted(set(args.frozen) - {0}):
-            rows += [run_in_process(k, mode, layout, args) for mode in MODES if mode != "folded" or k == body_frozen]
+            rows += [run_in_process(k, mode, layout, args) for mode in MODES
+                     if mode != "folded" or k == body_frozen]
     full = {r["layout"]: r for r in rows if r["frozen"] == 0}
     mib = 2**20
-    print(f"\n{'layout':13s} {'frozen':>6s} {'mode':14s} {'step ms':>8s} {'full/this':>9s} {'this/no_grad':>12s} "
-          f"{'RSS growth MiB':>15s}" + (" CUDA peak MiB" if "cuda_peak_bytes" in rows[0] else ""))
+    print(f"\n{'layout':13s} {'frozen':>6s} {'mode':14s} {'step ms':>8s} {'full/this':>9s} "
+          f"{'this/no_grad':>12s} {'RSS growth MiB':>15s}"
+          + (" CUDA peak MiB" if "cuda_peak_bytes" in rows[0] else ""))
     for r in rows + list(limits.values()):
         lay = r["layout"]
         line = (f"{lay:13s} {r['frozen'] if r['mode'] != 'no_grad' else '-':>6} {r['mode']:14s} "
@@ -156,14 +160,15 @@ def main(argv=None):
     most = max(args.frozen)
     for r in (r for r in rows if r["frozen"] == most):
         lay = r["layout"]
-        print(f"\n{lay}, {most} groups frozen, {r['mode']}: {full[lay]['step_s'] / r['step_s']:.2f}x faster than "
-              f"full fine-tuning in {lay} (target >= 5), {r['step_s'] / limits[lay]['step_s']:.2f}x its no_grad "
-              "forward (target <= 1.1)")
+        print(f"\n{lay}, {most} groups frozen, {r['mode']}: "
+              f"{full[lay]['step_s'] / r['step_s']:.2f}x faster than full fine-tuning in {lay} "
+              f"(target >= 5), "
+              f"{r['step_s'] / limits[lay]['step_s']:.2f}x its no_grad forward (target <= 1.1)")
     best_full = min(full.values(), key=lambda r: r["step_s"])
     best_frozen = min((r for r in rows if r["frozen"] == most), key=lambda r: r["step_s"])
     print(f"\nfastest full fine-tuning ({best_full['layout']}) / fastest step with {most} groups frozen "
-          f"({best_frozen['mode']}, {best_frozen['layout']}): {best_full['step_s'] / best_frozen['step_s']:.2f}x "
-          "(target >= 5)")
+          f"({best_frozen['mode']}, {best_frozen['layout']}): "
+          f"{best_full['step_s'] / best_frozen['step_s']:.2f}x (target >= 5)")
     return rows, limits
 
 

@@ -10,18 +10,18 @@
    throughput on 2 cores.
 
 3. With ``--backend dask``, instead: the same class graded by the local backend and on a Dask cluster started
-   here on 127.0.0.1 (a scheduler and W single-threaded worker processes: ``tests.servers.DaskCluster``), in one
-   run. Target: the Dask backend's throughput within 10 % of the local backend's. Printed: the time each
-   backend spends per submission beyond grading it (wall x workers - the submissions' own grading seconds, over
-   N: scheduling, transfers, idle workers); the cluster's cost per submission in worker-seconds at 1, 2 and 4
-   workers (``--scaling``), and from it the wall time for 10,000 submissions on N workers (linear while the
-   machine has a core per worker).
+   here on 127.0.0.1 (a scheduler and W single-threaded worker processes:
+   ``tests.support.servers.DaskCluster``), in one run. Target: the Dask backend's throughput within 10 % of
+   the local backend's. Printed: the time each backend spends per submission beyond grading it (wall x
+   workers - the submissions' own grading seconds, over N: scheduling, transfers, idle workers); the
+   cluster's cost per submission in worker-seconds at 1, 2 and 4 workers (``--scaling``), and from it the wall
+   time for 10,000 submissions on N workers (linear while the machine has a core per worker).
 
-Usage: python -m tests.benchmarks.grading [--assignment 01_layers] [--class-size 40] [--workers 2] [--repeats 3]
+Usage: python -m benchmarks.grading [--assignment 01_layers] [--class-size 40] [--workers 2] [--repeats 3]
        [--baseline DIR] [--backend dask [--scaling 1 2 4]]
 """
-import json
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.course_dir import ROOT
-from tests.grading import Case, add_students, build_submission, new_course
+from autograder.publish.layout import ROOT
+from tests.support.grading import Case, add_students, build_submission, new_course
 
 
 def make_class(course, assignment, size):
@@ -54,7 +54,8 @@ def make_class(course, assignment, size):
 
 
 def timed(cmd, cwd, check=True):
-    """Seconds ``cmd`` took. Plain nbgrader exits non-zero when a kernel dies, so it is run with check=False."""
+    """Seconds ``cmd`` took. Plain nbgrader exits non-zero when a kernel dies, so it is run with
+    check=False."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -64,8 +65,8 @@ def timed(cmd, cwd, check=True):
 
 
 def grader_cmd(course, assignment, workers, *extra):
-    return [sys.executable, "-m", "autograder.grade", assignment, "--course", str(course), "--workers", str(workers),
-            "--no-feedback", "--no-export", *extra]
+    return [sys.executable, "-m", "autograder.grade", assignment, "--course", str(course),
+            "--workers", str(workers), "--no-feedback", "--no-export", *extra]
 
 
 def grading_seconds(course, assignment):
@@ -76,7 +77,7 @@ def grading_seconds(course, assignment):
 
 def dask_comparison(tmp, assignment, size, workers, scaling):
     """Section 3: returns {"local": s, "dask": {n_workers: s}}; prints the figures."""
-    from tests.servers import DaskCluster
+    from tests.support.servers import DaskCluster
 
     figures = {"dask": {}}
     course = new_course(tmp / "local", assignment)
@@ -94,18 +95,20 @@ def dask_comparison(tmp, assignment, size, workers, scaling):
                 client.wait_for_workers(n, timeout=180)
             course = new_course(tmp / f"dask{n}" / "course", assignment)
             add_students(course, make_class(course, assignment, size))
-            seconds = timed(grader_cmd(course, assignment, n, "--backend", "dask", "--scheduler", cluster.address), ROOT)
+            seconds = timed(grader_cmd(course, assignment, n, "--backend", "dask",
+                                       "--scheduler", cluster.address), ROOT)
         finally:
             cluster.close()
         figures["dask"][n] = seconds
         over = (seconds * n - grading_seconds(course, assignment)) / size
         cost = seconds * n / size  # worker-seconds per submission
-        print(f"   dask backend, {n} workers: {seconds:.0f} s ({size / seconds * 60:.1f}/min); beyond grading: "
-              f"{over:.2f} s per submission; {cost:.2f} worker-s per submission -> 10,000 submissions on {n} "
-              f"workers: {10000 * cost / n / 3600:.1f} h")
+        print(f"   dask backend, {n} workers: {seconds:.0f} s ({size / seconds * 60:.1f}/min); "
+              f"beyond grading: {over:.2f} s per submission; {cost:.2f} worker-s per submission "
+              f"-> 10,000 submissions on {n} workers: {10000 * cost / n / 3600:.1f} h")
     d = figures["dask"][workers]
-    print(f"   at {workers} workers the dask backend has {figures['local'] / d:.2f}x the local backend's throughput "
-          f"(target >= 0.90x); Dask's own cost per submission: {(d - figures['local']) * workers / size:+.2f} s")
+    print(f"   at {workers} workers the dask backend has {figures['local'] / d:.2f}x "
+          f"the local backend's throughput (target >= 0.90x); "
+          f"Dask's own cost per submission: {(d - figures['local']) * workers / size:+.2f} s")
     if len(figures["dask"]) > 1:
         one = figures["dask"][min(figures["dask"])] * min(figures["dask"])
         print("   scaling (speed-up over 1 worker, linear = n): " + ", ".join(
@@ -114,7 +117,8 @@ def dask_comparison(tmp, assignment, size, workers, scaling):
 
 
 def plain_cmd(assignment, student=None):
-    return [sys.executable, "-m", "nbgrader", "autograde", assignment, "--force"] + (["--student", student] if student else [])
+    return [sys.executable, "-m", "nbgrader", "autograde", assignment, "--force"] + (
+        ["--student", student] if student else [])
 
 
 def main(argv=None):
@@ -124,7 +128,8 @@ def main(argv=None):
     parser.add_argument("--class-size", type=int, default=40, help="0: time one submission only")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier grader, timed beside this one")
+    parser.add_argument("--baseline", type=Path,
+                        help="a checkout of an earlier grader, timed beside this one")
     parser.add_argument("--backend", choices=("local", "dask"), default="local",
                         help="dask: section 3 only (the Dask backend against the local one)")
     parser.add_argument("--scaling", type=int, nargs="*", default=[1, 2, 4],
@@ -150,7 +155,8 @@ def main(argv=None):
         if base:
             b = statistics.median(base)
             figures["baseline"] = b
-            print(f"   the grader at {args.baseline}: {b:.1f} s: this one takes {o / b:.2f}x its time (target <= 1.2x)")
+            print(f"   the grader at {args.baseline}: {b:.1f} s: "
+                  f"this one takes {o / b:.2f}x its time (target <= 1.2x)")
         if args.class_size < 1:
             return figures
         whole = new_course(tmp / "class", args.assignment)
@@ -159,8 +165,9 @@ def main(argv=None):
         p = timed(plain_cmd(args.assignment), whole, check=False)
         o = timed(grader_cmd(whole, args.assignment, args.workers), ROOT)
         n = args.class_size
-        print(f"2. class of {n} ({args.workers} workers): plain serial nbgrader {p:.0f} s ({n / p * 60:.1f}/min), "
-              f"grader {o:.0f} s ({n / o * 60:.1f}/min): {p / o:.2f}x the throughput (target >= 1.8x)")
+        print(f"2. class of {n} ({args.workers} workers): "
+              f"plain serial nbgrader {p:.0f} s ({n / p * 60:.1f}/min), grader {o:.0f} s "
+              f"({n / o * 60:.1f}/min): {p / o:.2f}x the throughput (target >= 1.8x)")
         figures["class"] = (p, o)
         return figures
     finally:

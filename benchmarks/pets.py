@@ -2,7 +2,7 @@
 photos as notebook 05 makes (``course.data.train_valid_split``), loaders, and a model factory.
 
 Instructor-side: the strategies themselves are ``course.strategies``; the tools they take are the
-reference answers (``tests.benchmarks.reference``).
+reference answers (``benchmarks.reference``).
 """
 from dataclasses import dataclass
 
@@ -12,8 +12,15 @@ from course import seed_everything
 from course.data import load_pets, small_subset, train_valid_split
 from course.fold import fold_batchnorm
 from course.loaders import eval_transform, make_loader, train_transform
-from course.pretrained import (IMAGENET_MEAN, IMAGENET_STD, LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_groups,
-                               resnet34)
+from course.pretrained import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE0_MEAN,
+    LITE0_STD,
+    efficientnet_lite0,
+    lite0_groups,
+    resnet34,
+)
 
 from .reference import layer_groups as resnet_groups
 
@@ -50,8 +57,8 @@ class Setup:
         return model, groups(model)
 
 
-def make_setup(root, size=224, batch=32, device="cpu", per_class=None, seed=0, arch="lite0", valid_fraction=0.2,
-               split_seed=0):
+def make_setup(root, size=224, batch=32, device="cpu", per_class=None, seed=0, arch="lite0",
+               valid_fraction=0.2, split_seed=0):
     """The trainval photos under ``root`` split into training and validation (``split_seed``; the same split
     for every seed), the test photos apart; at most ``per_class`` photos of each breed (chosen with
     ``split_seed``) when given. ``seed`` shuffles the training loader."""
@@ -64,13 +71,14 @@ def make_setup(root, size=224, batch=32, device="cpu", per_class=None, seed=0, a
     whole, augmented = photos("trainval", train_transform(size, mean, std))
     classes = len(whole.classes)   # every breed of the data set, whether or not a subset holds it
     # the same split of both views; the validation photos are the plain (not augmented) view's
-    train, _, train_plain, valid = train_valid_split(augmented, photos("trainval", eval_transform(size, mean, std))[1],
+    train, _, train_plain, valid = train_valid_split(augmented,
+                                                     photos("trainval", eval_transform(size, mean, std))[1],
                                                      valid_fraction=valid_fraction, seed=split_seed)
     test = photos("test", eval_transform(size, mean, std))[1]
     device = torch.device(device)
     return Setup(train, train_plain, valid, test, make_loader(train, batch, True, device, seed=seed),
-                 make_loader(valid, 64, False, device), make_loader(test, 64, False, device), classes, device, arch,
-                 size, batch)
+                 make_loader(valid, 64, False, device), make_loader(test, 64, False, device), classes, device,
+                 arch, size, batch)
 
 
 class FoldedBody:

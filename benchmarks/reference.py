@@ -8,7 +8,7 @@ from the notebook's.
 from functools import lru_cache
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parents[2] / "source"
+SOURCE = Path(__file__).resolve().parents[1] / "source"
 
 
 def definitions(notebook):
@@ -25,8 +25,8 @@ def _space(name):
 
 
 def layer_groups(model):
-    """Notebook 02's reference ``layer_groups`` (a torchvision ResNet's six groups), for the full-data benchmark.
-    The course package holds no copy: it would be that exercise's ready answer."""
+    """Notebook 02's reference ``layer_groups`` (a torchvision ResNet's six groups), for the full-data
+    benchmark. The course package holds no copy: it would be that exercise's ready answer."""
     return _space("02_freezing")["layer_groups"](model)
 
 

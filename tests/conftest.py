@@ -4,15 +4,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from autograder.course_dir import ROOT
 
+from autograder.publish.layout import ROOT
 
 # Notebooks and nbgrader run in subprocesses: give them this interpreter's tools and the fast switch.
 os.environ["COURSE_FAST"] = "1"
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 # Notebooks that use photos (04 onwards) read COURSE_DATA, in the kernel nbgrader or nbclient starts: point it
-# at the real pets-3breeds subset. Where the photos are absent, those notebooks stop with course.data's message.
+# at the real pets-3breeds subset. Where the photos are absent, those notebooks stop with course.data's
+# message.
 _PHOTOS = Path(os.environ.get("COURSE_TEST_DATA", ROOT.parent / "shared" / "data")) / "pets-3breeds"
 if _PHOTOS.is_dir():
     os.environ.setdefault("COURSE_DATA", str(_PHOTOS))

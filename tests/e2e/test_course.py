@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 import course
+from autograder.publish.layout import ROOT
 from course.config import grading_mode, show_warnings_on_stdout
 from course.device import default_device
 from course.models import TiedLM, tiny_cnn
 from course.plots import plot_grad_norms
-from autograder.course_dir import ROOT
-
 
 
 @pytest.mark.parametrize(
@@ -115,8 +114,10 @@ def test_show_warnings_on_stdout(capsys, monkeypatch):
 
 def test_import_course_is_cheap():
     """`import course` pulls in neither matplotlib nor torchvision nor timm (nor torch, until used)."""
-    code = "import sys, course; print(sorted(m for m in ('matplotlib', 'torchvision', 'timm', 'torch') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    code = ("import sys, course; "
+            "print(sorted(m for m in ('matplotlib', 'torchvision', 'timm', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
     assert out.strip() == "[]"
 
 
@@ -126,7 +127,8 @@ def test_plot_freeze_cost_has_time_and_memory_panels():
     matplotlib.use("Agg")
     from course.plots import plot_freeze_cost
 
-    rows = [{"frozen": k, "forward_s": 0.01, "backward_s": 0.02 / (k + 1), "saved_bytes": 2**20 * (3 - k)} for k in range(3)]
+    rows = [{"frozen": k, "forward_s": 0.01, "backward_s": 0.02 / (k + 1), "saved_bytes": 2**20 * (3 - k)}
+            for k in range(3)]
     fig = plot_freeze_cost(rows)
     time_ax, mem_ax = fig.axes
     assert len(time_ax.lines) == 2 and len(mem_ax.lines) == 1

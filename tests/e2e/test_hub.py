@@ -3,10 +3,11 @@ collect, autograde and feedback with this course's notebooks, using autograder/h
 
 The hub runs with DummyAuthenticator and SimpleLocalProcessSpawner (every server as this user, homes in a
 temporary folder) and configurable-http-proxy from npm (`make hubproxy`, which `make test` runs). A service
-token starts the servers of the instructor and two students the configuration lists; the instructor generates and releases
-01_layers through the formgrader's API; each student fetches it through nbgrader's assignment API, writes answers
-through the Contents API and submits; the instructor collects; the class grader (sandboxed) grades; the
-instructor releases feedback and each student fetches it. Everything started is stopped.
+token starts the servers of the instructor and two students the configuration lists; the instructor generates
+and releases 01_layers through the formgrader's API; each student fetches it through nbgrader's assignment
+API, writes answers through the Contents API and submits; the instructor collects; the class grader
+(sandboxed) grades; the instructor releases feedback and each student fetches it. Everything started is
+stopped.
 """
 import json
 import os
@@ -22,12 +23,13 @@ import pytest
 import requests
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.course_dir import ROOT, nbgrader_env, scratch_course
-from tests.grading import Case, build_submission
-from tests.submissions.a01_layers import COUNT_IGNORES_TRAINABLE_ONLY
+from autograder.publish.layout import ROOT, nbgrader_env, scratch_course
+from tests.fixtures.submissions.a01_layers import COUNT_IGNORES_TRAINABLE_ONLY
+from tests.support.grading import Case, build_submission
 
 HUB_DIR = ROOT / "autograder" / "hub"
-CHP = Path(os.environ.get("COURSE_CHP", ROOT / "build" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"))
+CHP = Path(os.environ.get("COURSE_CHP",
+                          ROOT / "build" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"))
 ASSIGNMENT = "01_layers"
 COURSE = "freezing-course"
 STUDENTS = {"student1": Case("solution", "reference"),
@@ -84,7 +86,8 @@ class Hub:
     def user(self, method, name, path, **kw):
         """A request to user ``name``'s own server, through the proxy."""
         r = self.http.request(method, f"{self.url}/user/{name}{path}", timeout=300, **kw)
-        assert r.status_code < 300, f"{method} /user/{name}{path}: {r.status_code} {r.text[:500]}\n{self.tail()}"
+        assert r.status_code < 300, \
+            f"{method} /user/{name}{path}: {r.status_code} {r.text[:500]}\n{self.tail()}"
         return r.json() if r.text else None
 
     def start_server(self, name, timeout=150):
@@ -106,7 +109,8 @@ class Hub:
 def hub(tmp_path):
     """A JupyterHub on loopback with the course's configuration; stopped, with all it started, afterwards."""
     if not CHP.exists():
-        pytest.fail(f"configurable-http-proxy not found at {CHP}: run `make hubproxy` (npm), or set COURSE_CHP")
+        pytest.fail(f"configurable-http-proxy not found at {CHP}: "
+                    "run `make hubproxy` (npm), or set COURSE_CHP")
     homes, state, exchange, data = (tmp_path / n for n in ("home", "state", "exchange", "data"))
     for folder in (homes, state, data):
         folder.mkdir()
@@ -121,12 +125,14 @@ def hub(tmp_path):
         hub_config=str(HUB_DIR / "jupyterhub_config.py"), homes=str(homes), state=str(state), port=port,
         hub_port=hub_port, api_port=api_port, chp=str(CHP), token=token,
         singleuser=str(Path(sys.executable).with_name("jupyterhub-singleuser"))))
-    env = nbgrader_env(dict(os.environ, COURSE_HUB_INSTRUCTORS="instructor", COURSE_HUB_STUDENTS=",".join(STUDENTS),
-                            COURSE_HUB_EXCHANGE=str(exchange), COURSE_HUB_DATA=str(data)))
+    env = nbgrader_env(dict(os.environ, COURSE_HUB_INSTRUCTORS="instructor",
+                            COURSE_HUB_STUDENTS=",".join(STUDENTS), COURSE_HUB_EXCHANGE=str(exchange),
+                            COURSE_HUB_DATA=str(data)))
     log = tmp_path / "hub.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("jupyterhub")), "-f", str(config)],
-                                cwd=state, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                cwd=state, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     h = Hub(f"http://127.0.0.1:{port}", token, proc, log)
     h.paths = {"homes": homes, "exchange": exchange}
     try:
@@ -152,7 +158,8 @@ def hub(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+        leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True,
+                                   text=True).stdout.split()
         for pid in leftovers:
             os.kill(int(pid), signal.SIGKILL)
         assert not leftovers, f"processes left running after the hub stopped: {leftovers}"
@@ -163,8 +170,9 @@ def hub(tmp_path):
 
 @pytest.mark.slow
 def test_release_fetch_submit_collect_grade_feedback_on_a_real_hub(hub):
-    """The whole cycle through the hub: both students get their notebook, their submissions are collected and
-    graded (10/10 for the right answers, 7/10 for a wrong count_params), and each fetches their own feedback."""
+    """The whole cycle through the hub: both students get their notebook, their submissions are collected
+    and graded (10/10 for the right answers, 7/10 for a wrong count_params), and each fetches their own
+    feedback."""
     course_root = hub.paths["homes"] / "instructor" / COURSE
     # the hub made an account for every user the course configuration lists
     assert {u["name"] for u in hub.api("GET", "/users")} == {"instructor", *STUDENTS}
@@ -181,7 +189,8 @@ def test_release_fetch_submit_collect_grade_feedback_on_a_real_hub(hub):
     args = {"course_id": COURSE, "assignment_id": ASSIGNMENT}
     for name, case in STUDENTS.items():
         listed = hub.user("GET", name, "/assignments", params={"course_id": COURSE})
-        assert [a["assignment_id"] for a in listed["value"] if a["status"] == "released"] == [ASSIGNMENT], listed
+        assert [a["assignment_id"] for a in listed["value"]
+                if a["status"] == "released"] == [ASSIGNMENT], listed
         hub.user("POST", name, "/assignments/fetch", params=args)
         path = f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
         fetched = hub.user("GET", name, path)["content"]
@@ -216,9 +225,10 @@ def test_release_fetch_submit_collect_grade_feedback_on_a_real_hub(hub):
 
 
 def test_hub_configuration_gives_each_role_its_settings(monkeypatch):
-    """Loaded as JupyterHub loads it: only listed users allowed, each server told where the exchange and the shared
-    data are, instructors and students pointed at their own nbgrader settings, GPU profiles only when asked; and the
-    per-role nbgrader configs set the course, the exchange and the instructor's course folder."""
+    """Loaded as JupyterHub loads it: only listed users allowed, each server told where the exchange and the
+    shared data are, instructors and students pointed at their own nbgrader settings, GPU profiles only when
+    asked; and the per-role nbgrader configs set the course, the exchange and the instructor's course
+    folder."""
     monkeypatch.setenv("COURSE_HUB_INSTRUCTORS", "ada")
     monkeypatch.setenv("COURSE_HUB_STUDENTS", "bob, eve")
     monkeypatch.setenv("COURSE_HUB_DATA", "/srv/shared/pets")
@@ -226,7 +236,8 @@ def test_hub_configuration_gives_each_role_its_settings(monkeypatch):
     config = PyFileConfigLoader("jupyterhub_config.py", str(HUB_DIR)).load_config()
     assert config.Authenticator.allowed_users == {"ada", "bob", "eve"}
     envs = config.Spawner.environment
-    assert envs["COURSE_DATA"] == "/srv/shared/pets" and envs["COURSE_HUB_EXCHANGE"] == "/srv/nbgrader/exchange"
+    assert envs["COURSE_DATA"] == "/srv/shared/pets" \
+        and envs["COURSE_HUB_EXCHANGE"] == "/srv/nbgrader/exchange"
 
     def spawner(name):
         return type("S", (), {"user": type("U", (), {"name": name})()})()
@@ -241,6 +252,11 @@ def test_hub_configuration_gives_each_role_its_settings(monkeypatch):
     with pytest.raises(ValueError, match="both instructor and student"):
         PyFileConfigLoader("jupyterhub_config.py", str(HUB_DIR)).load_config()
 
+    monkeypatch.setenv("COURSE_HUB_STUDENTS", "bob")
+    hub = PyFileConfigLoader("jupyterhub_config.py", str(HUB_DIR)).load_config()
+    assert hub.Spawner.environment["COURSE_ID"] == COURSE, \
+        "the course id comes from the course's nbgrader_config.py"
+    monkeypatch.setenv("COURSE_ID", hub.Spawner.environment["COURSE_ID"])
     monkeypatch.setenv("COURSE_ROOT", str(ROOT))
     monkeypatch.setenv("COURSE_HUB_EXCHANGE", "/shared/exchange")
     teacher = PyFileConfigLoader("nbgrader_config.py", str(HUB_DIR / "instructor")).load_config()
@@ -249,4 +265,5 @@ def test_hub_configuration_gives_each_role_its_settings(monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_USER", "bob")
     student = PyFileConfigLoader("nbgrader_config.py", str(HUB_DIR / "student")).load_config()
     assert student.CourseDirectory.course_id == COURSE and "root" not in student.CourseDirectory
-    assert student.CourseDirectory.student_id == "bob", "the hub's user name, not the OS account's, is the student id"
+    assert student.CourseDirectory.student_id == "bob", \
+        "the hub's user name, not the OS account's, is the student id"

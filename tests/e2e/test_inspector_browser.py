@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.course_dir import ROOT
-from tests.servers import free_port, get, start, stop, wait_for
+from autograder.publish.layout import ROOT
+from tests.support.servers import free_port, get, start, stop, wait_for
 
 CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.slow
@@ -42,7 +42,8 @@ def _ask_kernel(connection_file, code, timeout=20):
     try:
         client.wait_for_ready(timeout=timeout)
         out = []
-        client.execute_interactive(code, timeout=timeout, output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+        client.execute_interactive(code, timeout=timeout,
+                                   output_hook=lambda msg: out.append(msg["content"].get("text", "")))
         return "".join(out)
     finally:
         client.stop_channels()
@@ -55,7 +56,8 @@ def _run_all_until_started(page, attempts=3, wait_ms=20_000):
     reports idle, JupyterLab can still drop a run request while its session is settling, which left the
     cell unrun in one CI run; asking again is safe because a cell that has started is never asked twice.
     """
-    started = "() => { const p = document.querySelector('.jp-Notebook .jp-Cell .jp-InputPrompt'); return p && !p.innerText.includes('[ ]'); }"
+    started = ("() => { const p = document.querySelector('.jp-Notebook .jp-Cell .jp-InputPrompt'); "
+               "return p && !p.innerText.includes('[ ]'); }")
     for attempt in range(attempts):
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         try:
@@ -77,8 +79,9 @@ def lab(tmp_path):
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
     log = tmp_path / "lab.log"
     proc = start(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         "--ServerApp.port_retries=0", f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}",
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ip=127.0.0.1", "--ServerApp.port_retries=0", f"--ServerApp.token={token}",
+         f"--ServerApp.root_dir={tmp_path}",
          "--LabApp.expose_app_in_browser=True", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
         log, env=env,
     )
@@ -92,7 +95,8 @@ def lab(tmp_path):
 
 def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timing):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package (.ci/run does) or set COURSE_CHROMIUM")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package (.ci/run does) or set "
+                    "COURSE_CHROMIUM")
     from playwright.sync_api import sync_playwright
 
     base, token, runtime = lab
@@ -104,7 +108,8 @@ def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timi
             executable_path=CHROMIUM,
             headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-quic"],
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -114,7 +119,8 @@ def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timi
             page.add_locator_handler(page.locator(".jp-Dialog"), lambda dialog: page.keyboard.press("Escape"))
             page.goto(f"{base}/lab/tree/inspect.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=60_000)
+            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget",
+                                   timeout=60_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
             _run_all_until_started(page)
             boxes = page.locator(".layer-inspector .inspector-freeze input[type=checkbox]")
@@ -123,7 +129,8 @@ def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timi
             assert not boxes.first.is_checked()
             boxes.first.click()
             page.wait_for_function(
-                "() => document.querySelector('.layer-inspector').innerText.includes('11,680,104 of 11,689,512 parameters trainable')",
+                "() => document.querySelector('.layer-inspector').innerText"
+                ".includes('11,680,104 of 11,689,512 parameters trainable')",
                 timeout=20_000,
             )
             page.screenshot(path=str(shot), full_page=False)
@@ -131,16 +138,21 @@ def test_clicking_a_freeze_box_freezes_the_module_in_the_kernel(lab, record_timi
             failed = shot.with_name("inspector-browser-failure.png")
             page.screenshot(path=str(failed))
             log = (runtime.parent / "lab.log").read_text(errors="replace")[-3000:]
-            cell = page.evaluate("() => document.querySelector('.jp-Notebook .jp-Cell')?.innerText ?? '(no cell)'")
+            cell = page.evaluate(
+                "() => document.querySelector('.jp-Notebook .jp-Cell')?.innerText ?? '(no cell)'")
             raise AssertionError(
-                f"{type(err).__name__}: {err}\nscreenshot: {failed}\nthe cell in the page:\n{cell[-2000:]}\nJupyterLab log:\n{log}"
+                f"{type(err).__name__}: {err}\nscreenshot: {failed}\nthe cell in the page:\n{cell[-2000:]}\n"
+                f"JupyterLab log:\n{log}"
             ) from err
         finally:
             browser.close()
     sessions = _get(f"{base}/api/sessions", token)
     assert len(sessions) == 1
     connection = runtime / f"kernel-{sessions[0]['kernel']['id']}.json"
-    printed = _ask_kernel(connection, "print(model.conv1.weight.requires_grad, sum(p.requires_grad for p in model.parameters()))")
-    record_timing(f"browser test: JupyterLab + Chromium + click (screenshot in {shot.relative_to(ROOT)})", time.perf_counter() - start)
+    printed = _ask_kernel(
+        connection,
+        "print(model.conv1.weight.requires_grad, sum(p.requires_grad for p in model.parameters()))")
+    record_timing(f"browser test: JupyterLab + Chromium + click (screenshot in {shot.relative_to(ROOT)})",
+                  time.perf_counter() - start)
     total = len(list(__import__("torchvision").models.resnet18(weights=None).parameters()))
     assert printed.split() == ["False", str(total - 1)], f"the kernel says: {printed!r}"

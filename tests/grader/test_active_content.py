@@ -1,8 +1,9 @@
-"""Nothing a submission wrote runs script where its autograded notebook is viewed (autograder.active_content).
+"""Nothing a submission wrote runs script where its autograded notebook is viewed
+(autograder.grade.active_content).
 
-Unit tests feed crafted notebooks to ``sanitise_notebook``: every way we know of to carry script (HTML outputs,
-script mimetypes, SVG, widgets, image data that is not base64, output and cell metadata, Markdown with raw
-HTML, attachments, raw cells) comes out inert, and an honest notebook comes out unchanged.
+Unit tests feed crafted notebooks to ``sanitise_notebook``: every way we know of to carry script (HTML
+outputs, script mimetypes, SVG, widgets, image data that is not base64, output and cell metadata, Markdown
+with raw HTML, attachments, raw cells) comes out inert, and an honest notebook comes out unchanged.
 
 The slow test grades a submission that displays script in every one of those ways with the class grader, then
 opens, in headless Chromium, the autograded notebook rendered as nbgrader's formgrader renders it and the
@@ -28,15 +29,17 @@ import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
-from autograder.active_content import sanitise_notebook
-from autograder.course_dir import ROOT
+from autograder.grade.active_content import sanitise_notebook
+from autograder.publish.layout import ROOT
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(range(64))).decode()
 TABLE = ('<div>\n<table border="1" class="dataframe">\n  <thead>\n    <tr style="text-align: right;">\n'
-         '      <th></th>\n      <th>loss</th>\n    </tr>\n  </thead>\n  <tbody>\n    <tr>\n      <th>0</th>\n'
+         '      <th></th>\n      <th>loss</th>\n    </tr>\n  </thead>\n  <tbody>\n    <tr>\n'
+         '      <th>0</th>\n'
          '      <td>0.25</td>\n    </tr>\n  </tbody>\n</table>\n</div>')
-MARKDOWN = ("# Results\n\nThe *frozen* model reaches **92 %** with `lr=0.01`; the loss is $\\mathcal{L} = -\\log p$ and"
+MARKDOWN = ("# Results\n\nThe *frozen* model reaches **92 %** with `lr=0.01`; the loss is "
+            "$\\mathcal{L} = -\\log p$ and"
             " [the docs](https://pytorch.org) say why.\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
             "```python\nprint('<b>not html</b>')\n```\n\n> a quote & a < b\n\n"
             "![plot](attachment:plot.png) [up](#Results)")
@@ -58,7 +61,8 @@ HTML_ATTACKS = {
     "meta refresh": '<meta http-equiv="refresh" content="0;url=javascript:alert(1)">',
     "base href": '<base href="http://attacker.example/">',
     "form": '<form action="javascript:alert(1)"><button>go</button></form>',
-    "style element": "<style>.score { display: none } body { background: url(http://attacker.example/) }</style>",
+    "style element": ("<style>.score { display: none } body { background: url(http://attacker.example/) }"
+                      "</style>"),
     "style expression": '<div style="width: expression(alert(1)); color: red">x</div>',
     "style url": '<div style="background-image: url(http://attacker.example/)">x</div>',
     "fixed overlay": '<div style="position: fixed; top: 0; z-index: 9999">Full credit</div>',
@@ -71,7 +75,8 @@ HTML_ATTACKS = {
     "relative image": '<img src="/hub/logout">',
 }
 ACTIVE_TAGS = {"script", "iframe", "object", "embed", "meta", "base", "link", "form", "style", "svg", "math",
-               "foreignobject", "frame", "frameset", "applet", "input", "button", "textarea", "noscript", "template"}
+               "foreignobject", "frame", "frameset", "applet", "input", "button", "textarea", "noscript",
+               "template"}
 
 
 class _Tags(HTMLParser):
@@ -84,7 +89,8 @@ class _Tags(HTMLParser):
 
 
 def problems(fragment):
-    """What in an HTML fragment could run script, load from elsewhere, or reach into the page (empty: inert)."""
+    """What in an HTML fragment could run script, load from elsewhere, or reach into the page (empty:
+    inert)."""
     parser = _Tags()
     parser.feed(fragment)
     found = []
@@ -99,7 +105,8 @@ def problems(fragment):
                 found.append(f"class={value}")
             elif name == "style" and ("url(" in value or "expression" in value or "position" in value):
                 found.append(f"style={value}")
-            elif name == "src" and not value.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")):
+            elif name == "src" and not value.startswith(("data:image/png;base64,",
+                                                         "data:image/jpeg;base64,")):
                 found.append(f"src={value}")
             elif name == "href" and not value.startswith(("http://", "https://", "mailto:", "#")):
                 found.append(f"href={value}")
@@ -107,7 +114,8 @@ def problems(fragment):
 
 
 def notebook(*cells):
-    return new_notebook(cells=list(cells), metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+    return new_notebook(cells=list(cells), metadata={"kernelspec": {"name": "python3",
+                                                                    "display_name": "Python 3",
                                                                     "language": "python"},
                                                      "language_info": {"name": "python"}})
 
@@ -126,7 +134,8 @@ def honest_notebook():
         "cell_type": "code", "checksum": "a277fbb3", "grade": True, "grade_id": "count_params_visible",
         "locked": True, "points": 1, "schema_version": 3, "solution": False, "task": False}})
     plot = new_code_cell("plt.plot([1, 2])", execution_count=2, outputs=[
-        new_output("execute_result", {"text/plain": "[<matplotlib.lines.Line2D at 0x7f>]"}, execution_count=2),
+        new_output("execute_result", {"text/plain": "[<matplotlib.lines.Line2D at 0x7f>]"},
+                   execution_count=2),
         new_output("display_data", {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
                    metadata={"image/png": {"width": 320, "height": 240}}),
         new_output("stream", name="stdout", text="epoch 1: loss 0.25 <- lower is better & fine\n"),
@@ -137,9 +146,9 @@ def honest_notebook():
 
 
 def test_an_honest_notebook_comes_through_unchanged():
-    """Plain text, PNG and JPEG figures, LaTeX, ordinary Markdown and grading metadata are kept as they are, with
-    no notes; an HTML table (pandas' DataFrame HTML) keeps every tag and attribute (its style is rewritten
-    without spaces, the same style)."""
+    """Plain text, PNG and JPEG figures, LaTeX, ordinary Markdown and grading metadata are kept as they are,
+    with no notes; an HTML table (pandas' DataFrame HTML) keeps every tag and attribute (its style is
+    rewritten without spaces, the same style)."""
     nb = honest_notebook()
     before = copy.deepcopy(nb)
     assert sanitise_notebook(nb) == []
@@ -151,9 +160,11 @@ def test_an_honest_notebook_comes_through_unchanged():
 
 
 def test_pandas_style_block_goes_and_its_table_stays():
-    """pandas puts a ``<style>`` before its table; a submission's CSS would apply to the whole page (hide scores,
-    load from elsewhere), so it goes, noted. In nbconvert's classic CSS the cells align the same without it."""
-    style = ("<style scoped>\n    .dataframe tbody tr th:only-of-type {\n        vertical-align: middle;\n    }\n\n"
+    """pandas puts a ``<style>`` before its table; a submission's CSS would apply to the whole page (hide
+    scores, load from elsewhere), so it goes, noted. In nbconvert's classic CSS the cells align the same
+    without it."""
+    style = ("<style scoped>\n    .dataframe tbody tr th:only-of-type {\n"
+             "        vertical-align: middle;\n    }\n\n"
              "    .dataframe tbody tr th {\n        vertical-align: top;\n    }\n\n"
              "    .dataframe thead th {\n        text-align: right;\n    }\n</style>\n")
     nb = notebook(displayed({"text/html": TABLE.replace("<div>\n", "<div>\n" + style)}))
@@ -174,8 +185,10 @@ def test_the_course_release_notebooks_come_through_unchanged(assignment):
 @pytest.mark.parametrize("attack", HTML_ATTACKS, ids=list(HTML_ATTACKS))
 @pytest.mark.parametrize("mimetype", ["text/html", "text/markdown"])
 def test_html_in_outputs_is_made_inert(attack, mimetype):
-    """HTML (and Markdown, which may hold HTML) displayed by a cell keeps its text and loses what is active."""
-    nb = notebook(displayed({mimetype: f"<p>before</p>{HTML_ATTACKS[attack]}<p>after</p>", "text/plain": "x"}))
+    """HTML (and Markdown, which may hold HTML) displayed by a cell keeps its text and loses what is
+    active."""
+    nb = notebook(displayed({mimetype: f"<p>before</p>{HTML_ATTACKS[attack]}<p>after</p>",
+                             "text/plain": "x"}))
     notes = sanitise_notebook(nb)
     value = nb.cells[0].outputs[0].data[mimetype]
     rendered = markdown2html_mistune(value) if mimetype == "text/markdown" else value
@@ -211,7 +224,8 @@ def test_output_metadata_keeps_only_image_sizes():
     """``isolated`` (an iframe of the HTML), ``filenames`` (an ``src``) and everything else templates read go;
     numeric width and height of a kept image stay."""
     meta = {"text/html": {"isolated": True}, "filenames": {"image/png": "/hub/logout"},
-            "image/png": {"width": 100, "height": "1 onerror=alert(1)", "unconfined": True}, "needs_background": "x"}
+            "image/png": {"width": 100, "height": "1 onerror=alert(1)", "unconfined": True},
+            "needs_background": "x"}
     nb = notebook(displayed({"image/png": PNG, "text/html": "<b>x</b>"}, meta))
     assert sanitise_notebook(nb) == []
     assert nb.cells[0].outputs[0].metadata == {"image/png": {"width": 100}}
@@ -236,7 +250,8 @@ MARKDOWN_ATTACKS = {
 
 @pytest.mark.parametrize("attack", MARKDOWN_ATTACKS, ids=list(MARKDOWN_ATTACKS))
 def test_markdown_cells_with_raw_html_are_made_inert(attack):
-    """A Markdown cell the student wrote renders (as nbconvert renders it) with its text and nothing active."""
+    """A Markdown cell the student wrote renders (as nbconvert renders it) with its text and nothing
+    active."""
     nb = notebook(new_markdown_cell(MARKDOWN_ATTACKS[attack]))
     notes = sanitise_notebook(nb)
     rendered = markdown2html_mistune(nb.cells[0].source)
@@ -257,7 +272,8 @@ def test_markdown_rewritten_once_stays_the_same():
 
 def test_attachments_keep_only_png_and_jpeg_in_base64():
     cell = new_markdown_cell("![a](attachment:a.png) ![b](attachment:b.svg) ![c](attachment:c.png)")
-    cell.attachments = {"a.png": {"image/png": PNG}, "b.svg": {"image/svg+xml": "PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+"},
+    cell.attachments = {"a.png": {"image/png": PNG},
+                        "b.svg": {"image/svg+xml": "PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+"},
                         "c.png": {"image/png": 'x" onerror="alert(1)'}}
     nb = notebook(cell)
     notes = sanitise_notebook(nb)
@@ -292,28 +308,29 @@ def test_nbgrader_metadata_that_is_not_nbgraders_is_removed(nbgrader):
     """The formgrader writes grade_id into HTML attributes unescaped: a grade_id that is not plain drops the
     cell's nbgrader metadata (it is shown as an ordinary cell)."""
     nb = notebook(new_code_cell("x", metadata={"nbgrader": nbgrader}))
-    assert sanitise_notebook(nb) == ["cell 0: nbgrader metadata removed (not nbgrader's format, or a grade_id that "
-                                     "is not plain)"]
+    assert sanitise_notebook(nb) == ["cell 0: nbgrader metadata removed (not nbgrader's format, "
+                                     "or a grade_id that is not plain)"]
     assert "nbgrader" not in nb.cells[0].metadata
 
 
 def test_metadata_keeps_what_grading_and_display_need():
     meta = {"nbgrader": {"grade_id": "q1", "grade": True, "points": 2, "comment": "<script>", "score": 99},
-            "tags": ["a", "b"], "editable": False, "alt": f'" onerror="{JS}', "jupyter": {"source_hidden": True},
-            "custom": {"html": "<script>"}}
+            "tags": ["a", "b"], "editable": False, "alt": f'" onerror="{JS}',
+            "jupyter": {"source_hidden": True}, "custom": {"html": "<script>"}}
     nb = notebook(new_code_cell("x", metadata=meta))
     nb.cells[0].execution_count = "<script>"  # the template writes it unescaped
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     nb.metadata["title"] = "<script>"
     assert sanitise_notebook(nb) == ["notebook: widget state removed"]
-    assert nb.cells[0].metadata == {"nbgrader": {"grade_id": "q1", "grade": True, "points": 2}, "tags": ["a", "b"],
-                                    "editable": False, "jupyter": {"source_hidden": True}}
+    assert nb.cells[0].metadata == {"nbgrader": {"grade_id": "q1", "grade": True, "points": 2},
+                                    "tags": ["a", "b"], "editable": False, "jupyter": {"source_hidden": True}}
     assert nb.cells[0].execution_count is None
     assert set(nb.metadata) == {"kernelspec", "language_info"}
 
 
 def test_course_metadata_is_kept_only_as_plain_names():
-    """A given cell's ``course`` metadata (notebook -> function names) stays; anything else under that key goes."""
+    """A given cell's ``course`` metadata (notebook -> function names) stays; anything else under that key
+    goes."""
     plain = {"given": {"02_freezing": ["freeze_to"]}}
     for meta, kept in [(plain, plain), ({"given": {"02_freezing": [{"html": "<script>"}]}}, None),
                        ({"given": plain["given"], "html": "<b>"}, None), ({"loads": "<script>"}, None)]:
@@ -323,17 +340,19 @@ def test_course_metadata_is_kept_only_as_plain_names():
 
 
 def test_the_report_lists_what_was_removed(tmp_path):
-    from autograder import report
-    from autograder.worker import Result
+    from autograder.grade import report
+    from autograder.grade.result import Result
 
     results = [Result("mallory", "01_layers", "graded", scores={"q": [1, 1]},
                       removed=["cell 3: removed <script> from text/html output"]),
                Result("alice", "01_layers", "graded", scores={"q": [1, 1]})]
     text = report.write(tmp_path, "01_layers", results, {"q": 1}, 1.0, 1)
     section = text.split("## Active content removed from submissions", 1)[1]
-    assert "- **mallory**: cell 3: removed <script> from text/html output" in section and "alice" not in section
+    assert ("- **mallory**: cell 3: removed <script> from text/html output" in section
+            and "alice" not in section)
     clean = report.write(tmp_path, "01_layers", results[1:], {"q": 1}, 1.0, 1)
-    assert clean.split("## Active content removed from submissions", 1)[1].split("##")[0].strip() == "Nothing."
+    assert (clean.split("## Active content removed from submissions", 1)[1].split("##")[0].strip()
+            == "Nothing.")
 
 
 # --- end to end: the class grader, then the pages an instructor and a student open, in a real browser ---
@@ -342,8 +361,8 @@ ASSIGNMENT = "01_layers"
 STUDENT = "mallory"
 CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
 # Payloads that run, unsanitised, in both pages (both templates extend nbconvert's classic one).
-FIRE_UNSANITISED = {"html-script", "html-onerror", "html-srcdoc", "isolated", "markdown-output", "markdown-cell",
-                    "mermaid"}
+FIRE_UNSANITISED = {"html-script", "html-onerror", "html-srcdoc", "isolated", "markdown-output",
+                    "markdown-cell", "mermaid"}
 WAIT_MS = 3000
 
 
@@ -355,7 +374,8 @@ def attack_cells(js):
                              f"display({kind}({value!r}){extra})")
 
     srcdoc = html.escape(f"<script>{js('html-srcdoc')}</script>")
-    svg = f'<svg xmlns="http://www.w3.org/2000/svg" onload="{js("svg")}"><script>{js("svg-script")}</script></svg>'
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" onload="{js("svg")}">'
+           f'<script>{js("svg-script")}</script></svg>')
     bad_png = {"image/png": f'AAAA" onerror="{js("png")}', "text/plain": "png"}
     return [
         show("HTML", f"<script>{js('html-script')}</script>"),
@@ -373,7 +393,8 @@ def attack_cells(js):
         new_markdown_cell("## My results\n\nThe *frozen* model reaches **92 %**."),
         show("HTML", TABLE),
         # The grader's kernels draw with Agg (no inline figures): the student shows the PNG themselves.
-        new_code_cell("import io\nimport matplotlib.pyplot as plt\nfrom IPython.display import Image, display\n"
+        new_code_cell("import io\nimport matplotlib.pyplot as plt\n"
+                      "from IPython.display import Image, display\n"
                       "fig, ax = plt.subplots()\nax.plot([1, 2, 3])\nbuf = io.BytesIO()\n"
                       "fig.savefig(buf, format='png')\ndisplay(Image(buf.getvalue()))"),
     ]
@@ -406,7 +427,8 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
         elif path.startswith("/formgrader/static/"):
             file = (server.static / path[len("/formgrader/static/"):]).resolve()
             if file.is_file() and file.is_relative_to(server.static):
-                body, kind = file.read_bytes(), "text/css" if file.suffix == ".css" else "application/javascript"
+                body, kind = file.read_bytes(), ("text/css" if file.suffix == ".css"
+                                                 else "application/javascript")
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Type", kind)
         self.send_header("Access-Control-Allow-Origin", "*")
@@ -419,7 +441,8 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
 
 def formgrade_html(course, student):
     """The autograded notebook as nbgrader's formgrader shows it (``SubmissionHandler.get``): nbconvert's
-    HTMLExporter with the template ``formgrade`` from nbgrader's formgrader templates, and the same resources."""
+    HTMLExporter with the template ``formgrade`` from nbgrader's formgrader templates, and the same
+    resources."""
     from nbconvert.exporters import HTMLExporter
     from nbgrader.server_extensions.formgrader import handlers
     from traitlets.config import Config
@@ -442,7 +465,8 @@ def what_ran(browser, server, name):
     """Open page ``name`` and report which payloads ran within WAIT_MS: by a request to the server, by the
     global ``pwned``, or by the page title. Requests anywhere but the server are refused (no CDN)."""
     page = browser.new_page()
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.base) else route.abort())
+    page.route("**/*", lambda route: (route.continue_() if route.request.url.startswith(server.base)
+                                      else route.abort()))
     server.hits.clear()
     try:
         page.goto(server.base + name, wait_until="load", timeout=60_000)
@@ -466,8 +490,8 @@ def test_no_script_from_a_submission_runs_in_the_formgrader_or_the_feedback(tmp_
     still show. Control: the same submission graded by plain nbgrader, rendered the same way, runs them."""
     from playwright.sync_api import sync_playwright
 
-    from tests.grading import Case, autograde, build_submission, new_course, read_scores
-    from autograder.course_dir import nbgrader
+    from autograder.publish.layout import nbgrader
+    from tests.support.grading import Case, autograde, build_submission, new_course, read_scores
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package or set COURSE_CHROMIUM")
@@ -477,7 +501,8 @@ def test_no_script_from_a_submission_runs_in_the_formgrader_or_the_feedback(tmp_
             return (f"fetch('{server.base}/beacon/{vector}',{{mode:'no-cors'}});"
                     f"(top.pwned=top.pwned||[]).push('{vector}');top.document.title='pwned {vector}'")
 
-        nb = build_submission(Case(STUDENT, "the reference solution, then script displayed every way"), ASSIGNMENT)
+        nb = build_submission(Case(STUDENT, "the reference solution, then script displayed every way"),
+                              ASSIGNMENT)
         nb.cells += attack_cells(js)
         courses = {}
         for kind in ("sanitised", "control"):
@@ -520,7 +545,8 @@ def test_no_script_from_a_submission_runs_in_the_formgrader_or_the_feedback(tmp_
                 seen = {name[1:-len(".html")]: what_ran(browser, server, name) for name in server.pages}
             finally:
                 browser.close()
-        record_timing("Chromium: formgrader and feedback pages, sanitised and control", time.perf_counter() - start)
+        record_timing("Chromium: formgrader and feedback pages, sanitised and control",
+                      time.perf_counter() - start)
     finally:
         server.shutdown()
     for page in ("formgrade", "feedback"):
@@ -528,5 +554,7 @@ def test_no_script_from_a_submission_runs_in_the_formgrader_or_the_feedback(tmp_
         assert ran == set(), f"{page}: script from the submission ran: {sorted(ran)}"
         assert all(visible.values()), f"{page}: honest content missing after sanitising: {visible}"
         control, _ = seen[f"{page}-control"]
-        assert FIRE_UNSANITISED <= control, f"{page} control: {sorted(FIRE_UNSANITISED - control)} did not run"
-    assert "javascript" in seen["formgrade-control"][0], "the formgrader loads jQuery: Javascript outputs run there"
+        assert FIRE_UNSANITISED <= control, (f"{page} control: {sorted(FIRE_UNSANITISED - control)} "
+                                             "did not run")
+    assert "javascript" in seen["formgrade-control"][0], ("the formgrader loads jQuery: "
+                                                          "Javascript outputs run there")

@@ -1,17 +1,17 @@
 """End to end: nbgrader autograde of fixture submissions in a scratch course, scores read from the gradebook.
 
-For every assignment with a module in tests/submissions/: the solution earns full marks and raises in no cell
-(the instructor's notebook runs top to bottom in grading mode), the blank release earns 0, each realistic
-wrong answer loses its own exercise's points and only those, correct variants earn full marks, edited locked
-cells are graded by the original tests, deleted test cells are put back, and a warning on stderr does not
-zero a test cell (with a control graded without the course's IgnorePattern).
+For every assignment with a module in tests/fixtures/submissions/: the solution earns full marks and raises in
+no cell (the instructor's notebook runs top to bottom in grading mode), the blank release earns 0, each
+realistic wrong answer loses its own exercise's points and only those, correct variants earn full marks,
+edited locked cells are graded by the original tests, deleted test cells are put back, and a warning on
+stderr does not zero a test cell (with a control graded without the course's IgnorePattern).
 
 Every case is graded by the class grader (``python -m autograder.grade``: sandboxed kernels, tests in the
 judge), as an instructor grades a class, with wrong answers to unrelated exercises sharing one submission
-(``tests.grading.pack``: each member's expectation still checked). Stock ``nbgrader autograde`` grades the
-solution and the warning case: the course's notebooks grade right without our grader too (the blank release,
-which earns 0 whoever grades it, only by the class grader). Grading every case with both, one per submission,
-made this the longest part of the suite for no extra check.
+(``tests.support.grading.pack``: each member's expectation still checked). Stock ``nbgrader autograde``
+grades the solution and the warning case: the course's notebooks grade right without our grader too (the
+blank release, which earns 0 whoever grades it, only by the class grader). Grading every case with both, one
+per submission, made this the longest part of the suite for no extra check.
 """
 import importlib
 import json
@@ -23,13 +23,22 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-import tests.submissions
-from autograder.course_dir import ROOT, nbgrader, scratch_course
-from tests.grading import add_students, autograde, new_course, pack, reach, read_scores, submit, touched
+import tests.fixtures.submissions
+from autograder.publish.layout import ROOT, nbgrader, scratch_course
+from tests.support.grading import (
+    add_students,
+    autograde,
+    new_course,
+    pack,
+    reach,
+    read_scores,
+    submit,
+    touched,
+)
 
 MODULES = {
-    m.name: importlib.import_module(f"tests.submissions.{m.name}")
-    for m in pkgutil.iter_modules(tests.submissions.__path__)
+    m.name: importlib.import_module(f"tests.fixtures.submissions.{m.name}")
+    for m in pkgutil.iter_modules(tests.fixtures.submissions.__path__)
     if m.name.startswith("a")
 }
 CASES = [(name, case) for name, mod in sorted(MODULES.items()) for case in mod.CASES]
@@ -44,7 +53,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory, record_timing):
-    """graded(name) -> (scores, course): the honest cases of one assignment graded by one `nbgrader autograde` run.
+    """graded(name) -> (scores, course): the honest cases of one assignment graded by one `nbgrader
+    autograde` run.
 
     Stock nbgrader grades one notebook at a time on one core, so the first call grades every assignment, two
     at a time (one scratch course each); scores are {student: {grade_id: (score, max, needs_manual)}}.
@@ -99,7 +109,8 @@ def class_graded(tmp_path_factory, record_timing):
                                 "--workers", "2", "--no-feedback", "--no-export"])
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         n = sum(len(packs) for packs in PACKED.values())
-        record_timing(f"class grader --all: {n} submissions ({len(CASES)} cases) of {len(MODULES)} assignments, "
+        record_timing(f"class grader --all: {n} submissions ({len(CASES)} cases) "
+                      f"of {len(MODULES)} assignments, "
                       f"2 workers, {seconds / n:.1f} s each", seconds)
         for key, mod in MODULES.items():
             report = course / "reports" / mod.ASSIGNMENT / "results.json"
@@ -133,8 +144,8 @@ def _check(scores, case, exercises):
 
 @pytest.mark.parametrize("name,case", PLAIN_CASES, ids=[f"{n}-{c.student}" for n, c in PLAIN_CASES])
 def test_stock_nbgrader_grades_honest_work(graded, name, case):
-    """Stock nbgrader gives the solution full marks, and a warning on stderr costs nothing: the scores the class
-    grader must give them too."""
+    """Stock nbgrader gives the solution full marks, and a warning on stderr costs nothing: the scores the
+    class grader must give them too."""
     scores, _ = graded(name)
     _check(scores, case, MODULES[name].EXERCISES)
 
@@ -144,7 +155,8 @@ def test_stock_nbgrader_grades_honest_work(graded, name, case):
 def test_class_grader_fixture_scores(class_graded, name, case, members):
     """The class grader gives each fixture submission exactly the per-cell scores an honest grader would give,
     and nothing it watches for in honest or merely wrong work zeroes a test. Wrong answers to exercises that
-    cannot reach each other share a submission (``tests.grading.pack``): the test id names every member."""
+    cannot reach each other share a submission (``tests.support.grading.pack``): the test id names every
+    member."""
     scores, results = class_graded(name)
     result = results[case.student]
     assert result["status"] == "graded", f"{case.student}: {result['status']}: {result['reason']}"
@@ -169,14 +181,15 @@ def test_packing_grades_every_case_once_and_keeps_exercises_apart(name):
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_solution_runs_top_to_bottom_without_an_error(graded, name):
-    """The instructor's solution, run by stock nbgrader on the CPU in grading mode (COURSE_FAST=1 from conftest),
-    raises in no cell, given cells and demonstrations included (its tests passing is the full marks above), and
-    shows at least one plot. This is what ``nbgrader validate`` on the source checks, in the same run."""
+    """The instructor's solution, run by stock nbgrader on the CPU in grading mode (COURSE_FAST=1 from
+    conftest), raises in no cell, given cells and demonstrations included (its tests passing is the full marks
+    above), and shows at least one plot. This is what ``nbgrader validate`` on the source checks, in the same
+    run."""
     _, course = graded(name)
     assignment = MODULES[name].ASSIGNMENT
     nb = nbformat.read(course / "autograded" / "solution" / assignment / f"{assignment}.ipynb", as_version=4)
-    errors = [f"cell {i}: {out.ename}: {out.evalue}" for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-              for out in cell.outputs if out.output_type == "error"]
+    errors = [f"cell {i}: {out.ename}: {out.evalue}" for i, cell in enumerate(nb.cells)
+              if cell.cell_type == "code" for out in cell.outputs if out.output_type == "error"]
     assert not errors, "\n".join(errors)
     figures = sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
                   for out in cell.outputs)
@@ -185,7 +198,8 @@ def test_solution_runs_top_to_bottom_without_an_error(graded, name):
 
 @pytest.mark.parametrize("name", WITH_CONTROL)
 def test_warning_control_is_zeroed_without_ignore_pattern(graded, name):
-    """Without IgnorePattern a warning on stderr zeroes the test cells: the course config is what prevents it."""
+    """Without IgnorePattern a warning on stderr zeroes the test cells: the course config is what prevents
+    it."""
     scores, _ = graded(name)
     _check(scores, MODULES[name].WARNING_CONTROL, MODULES[name].EXERCISES)
 
@@ -201,7 +215,8 @@ def test_exercise_points_add_up(graded, name):
 
 @pytest.mark.parametrize("name", WITH_CONTROL)
 def test_student_validate_agrees_with_grading(graded, name):
-    """The student's Validate button passes the warning-printing submission, as autograde gives it full marks."""
+    """The student's Validate button passes the warning-printing submission, as autograde gives it full
+    marks."""
     _, course = graded(name)
     assignment = MODULES[name].ASSIGNMENT
     path = course / "submitted" / "warns_on_stderr" / assignment / f"{assignment}.ipynb"

@@ -1,10 +1,11 @@
 """The class grader on Dask (``--backend dask``): a real scheduler and real workers on 127.0.0.1, no mock.
 
 One class (honest, wrong, crashing and adversarial submissions, one over the size limit) is graded twice in
-identical scratch courses: by the local backend and on a Dask cluster of two workers, one of which is SIGKILLed
-while it holds a submission. The gradebooks must agree cell for cell and every submission must be graded exactly
-once. Then: running the command again grades only what is missing; a worker whose environment differs, and a
-scheduler no worker joins, are refused with the reason. Needs bubblewrap (``.ci/run`` installs it).
+identical scratch courses: by the local backend and on a Dask cluster of two workers, one of which is
+SIGKILLed while it holds a submission. The gradebooks must agree cell for cell and every submission must be
+graded exactly once. Then: running the command again grades only what is missing; a worker whose environment
+differs, and a scheduler no worker joins, are refused with the reason. Needs bubblewrap (``.ci/run`` installs
+it).
 """
 import json
 import os
@@ -19,21 +20,22 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.course_dir import ROOT
-from autograder.grade import EXIT_SOME_NOT_GRADED
-from tests.adversarial import ASSIGNMENT, ATTACKS, make
-from tests.grading import new_course, read_scores
-from tests.servers import DaskCluster, SlurmNode, free_port
+from autograder.grade.run import EXIT_SOME_NOT_GRADED
+from autograder.publish.layout import ROOT
+from tests.support.adversarial import ASSIGNMENT, ATTACKS, make
+from tests.support.grading import new_course, read_scores
+from tests.support.servers import DaskCluster, SlurmNode, free_port
 
 pytestmark = pytest.mark.slow
 CLASS = ("honest_solution", "honest_wrong", "os_exit", "patch_exec", "call_the_judge", "write_gradebook",
          "duplicated_cell", "invalid_json")
-OVERSIZE = "big_notebook"  # the solution with 1 MiB of prose: graded locally, refused by --max-submission-mb 0.5
+# the solution with 1 MiB of prose: graded locally, refused by --max-submission-mb 0.5
+OVERSIZE = "big_notebook"
 
 
 def grade_cli(course, *extra, env=None):
-    cmd = [sys.executable, "-m", "autograder.grade", ASSIGNMENT, "--course", str(course), "--cell-timeout", "10",
-           "--notebook-timeout", "150", "--memory-gb", "6", "--no-feedback", *extra]
+    cmd = [sys.executable, "-m", "autograder.grade", ASSIGNMENT, "--course", str(course),
+           "--cell-timeout", "10", "--notebook-timeout", "150", "--memory-gb", "6", "--no-feedback", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
 
 
@@ -42,8 +44,8 @@ def make_class(course):
     attacks = {a.name: a for a in ATTACKS}
     for name in CLASS:
         make(attacks[name], course / "submitted" / name / ASSIGNMENT, fill)
-    nb = nbformat.reads((course / "submitted" / "honest_solution" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(),
-                        as_version=4)
+    nb = nbformat.reads((course / "submitted" / "honest_solution" / ASSIGNMENT
+                         / f"{ASSIGNMENT}.ipynb").read_text(), as_version=4)
     nb.cells.append(nbformat.v4.new_markdown_cell("padding " * (2**20 // 8)))
     (course / "submitted" / OVERSIZE / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(nb, course / "submitted" / OVERSIZE / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
@@ -105,7 +107,8 @@ def two_backends(tmp_path_factory, record_timing):
 
 
 def test_dask_gradebook_equals_local_cell_for_cell(two_backends):
-    """The same class, the same scores in every cell, whichever backend graded it (one worker killed mid-run)."""
+    """The same class, the same scores in every cell, whichever backend graded it (one worker killed
+    mid-run)."""
     local, remote_course, remote, killed, _ = two_backends
     assert remote.returncode == EXIT_SOME_NOT_GRADED, remote.stdout[-3000:] + remote.stderr[-3000:]
     assert killed, "no worker was seen holding a submission for 3 s: nothing was killed"
@@ -138,7 +141,8 @@ def test_every_submission_graded_exactly_once_despite_the_killed_worker(two_back
 
 
 def test_a_notebook_over_the_size_limit_is_refused_alone(two_backends):
-    """Over --max-submission-mb: rejected with the reason, 0 points; graded by the local backend (no such limit)."""
+    """Over --max-submission-mb: rejected with the reason, 0 points; graded by the local backend (no such
+    limit)."""
     local, course, *_ = two_backends
     record = next(r for r in results_of(course) if r["student"] == OVERSIZE)
     assert record["status"] == "rejected" and "over the 0.5 MiB" in record["reason"], record
@@ -146,16 +150,20 @@ def test_a_notebook_over_the_size_limit_is_refused_alone(two_backends):
 
 
 def test_running_again_grades_only_what_changed(two_backends):
-    """A second run reuses every final grade; a resubmitted notebook is graded again; --force grades all again."""
+    """A second run reuses every final grade; a resubmitted notebook is graded again; --force grades all
+    again."""
     _, course, _, _, cluster = two_backends
     before = read_scores(course, ASSIGNMENT, [*CLASS])
-    again = grade_cli(course, "--backend", "dask", "--scheduler", cluster.address, "--max-submission-mb", "0.5")
-    assert "7 submissions graded before and unchanged since were not graded again" in again.stderr, again.stderr[-2000:]
+    again = grade_cli(course, "--backend", "dask", "--scheduler", cluster.address,
+                      "--max-submission-mb", "0.5")
+    assert ("7 submissions graded before and unchanged since were not graded again"
+            in again.stderr), again.stderr[-2000:]
     assert read_scores(course, ASSIGNMENT, [*CLASS]) == before
     # honest_wrong resubmits the solution: only it (and what is never final: rejections) is graded again.
     shutil.copy2(course / "submitted" / "honest_solution" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
                  course / "submitted" / "honest_wrong" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    third = grade_cli(course, "--backend", "dask", "--scheduler", cluster.address, "--max-submission-mb", "0.5")
+    third = grade_cli(course, "--backend", "dask", "--scheduler", cluster.address,
+                      "--max-submission-mb", "0.5")
     assert "6 submissions graded before" in third.stderr, third.stderr[-2000:]
     after = read_scores(course, ASSIGNMENT, ["honest_wrong", "honest_solution"])
     assert after["honest_wrong"] == after["honest_solution"] != before["honest_wrong"]
@@ -165,11 +173,13 @@ def test_running_again_grades_only_what_changed(two_backends):
 
 
 def _materials_kept():
-    """On a worker: the assignment materials it still holds unpacked (autograder.dask_backend's state)."""
-    from autograder import dask_backend
+    """On a worker: the assignment materials it still holds unpacked (autograder.grade.dask_backend's
+    state)."""
+    from autograder.grade import dask_backend
 
     state = dask_backend._state
-    return [] if state is None else [str(p) for p in (state.folder / "material").glob("*")] + list(state.materials)
+    return [] if state is None else ([str(p) for p in (state.folder / "material").glob("*")]
+                                     + list(state.materials))
 
 
 def test_workers_with_another_environment_or_none_at_all_are_refused(two_backends, tmp_path):
@@ -180,8 +190,10 @@ def test_workers_with_another_environment_or_none_at_all_are_refused(two_backend
     before = (course / "reports" / ASSIGNMENT / "results.json").read_bytes()
     cluster = DaskCluster(tmp_path)
     try:
-        lonely = grade_cli(course, "--backend", "dask", "--scheduler", cluster.address, "--worker-timeout", "3")
-        assert lonely.returncode == 1 and "no Dask worker joined the scheduler" in lonely.stderr, lonely.stderr[-2000:]
+        lonely = grade_cli(course, "--backend", "dask", "--scheduler", cluster.address,
+                           "--worker-timeout", "3")
+        assert (lonely.returncode == 1
+                and "no Dask worker joined the scheduler" in lonely.stderr), lonely.stderr[-2000:]
         other = tmp_path / "other"
         for package in ("course", "autograder"):
             shutil.copytree(ROOT / package, other / package, ignore=shutil.ignore_patterns("__pycache__"))
@@ -190,20 +202,23 @@ def test_workers_with_another_environment_or_none_at_all_are_refused(two_backend
         cluster.add_worker("stranger", env=dict(os.environ, PYTHONPATH=str(other)), cwd=other)
         refused = grade_cli(course, "--backend", "dask", "--scheduler", cluster.address)
         assert refused.returncode == 1, refused.stdout[-2000:] + refused.stderr[-2000:]
-        assert "environments differ" in refused.stderr and "course package" in refused.stderr, refused.stderr[-2000:]
+        assert ("environments differ" in refused.stderr
+                and "course package" in refused.stderr), refused.stderr[-2000:]
         assert (course / "reports" / ASSIGNMENT / "results.json").read_bytes() == before
     finally:
         cluster.close()
 
 
 def test_what_a_task_carries_and_brings_back(two_backends, tmp_path):
-    """The material holds the assignment's source, the config and the gradebook copy, nothing of submitted/,
-    release/ or autograded/; files coming back cannot land outside their folder; environments differ in words."""
-    from autograder.dask_backend import _unpack, differences, environment, material
+    """The material holds the assignment's source, the config and the gradebook copy, nothing of
+    submitted/, release/ or autograded/; files coming back cannot land outside their folder; environments
+    differ in words."""
+    from autograder.grade.dask_backend import _unpack, differences, environment, material
 
     course = two_backends[0]
     mat = material(course, ASSIGNMENT, course / "gradebook.db")
-    assert {"nbgrader_config.py", "gradebook.db", f"source/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"} <= set(mat["files"])
+    assert ({"nbgrader_config.py", "gradebook.db", f"source/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"}
+            <= set(mat["files"]))
     assert not [name for name in mat["files"] if name.startswith(("submitted", "release", "autograded"))]
     assert material(course, ASSIGNMENT, course / "gradebook.db")["digest"] == mat["digest"]
     with pytest.raises(ValueError, match="outside its folder"):
@@ -215,8 +230,9 @@ def test_what_a_task_carries_and_brings_back(two_backends, tmp_path):
 
 
 def test_grading_through_slurm_with_dask_jobqueue(two_backends, tmp_path):
-    """`--cluster slurm`: a one-node Slurm cluster started here runs the Dask worker as a batch job, configured as
-    README's jobqueue.yaml says; the gradebook equals the local backend's for the same submissions."""
+    """`--cluster slurm`: a one-node Slurm cluster started here runs the Dask worker as a batch job,
+    configured as README's jobqueue.yaml says; the gradebook equals the local backend's for the same
+    submissions."""
     local = two_backends[0]
     node = SlurmNode(tmp_path / "slurm")
     try:

@@ -1,4 +1,5 @@
-"""The class grader against the adversarial corpus (tests/adversarial.py), run as an instructor runs it.
+"""The class grader against the adversarial corpus (tests/support/adversarial.py), run as an instructor runs
+it.
 
 One `python -m autograder.grade 01_layers` grades every attack in a scratch course with two workers. Then:
 each attack earns exactly what an honest grader gives; nothing outside the grader's own outputs changed in
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from autograder.course_dir import ROOT
-from autograder.grade import EXIT_SOME_NOT_GRADED
-from autograder.intake import shown_id
-from tests.adversarial import ATTACKS, EXERCISES, ASSIGNMENT, build, make
-from tests.grading import new_course, read_scores
+from autograder.grade.intake import shown_id
+from autograder.grade.run import EXIT_SOME_NOT_GRADED
+from autograder.publish.layout import ROOT
+from tests.support.adversarial import ASSIGNMENT, ATTACKS, EXERCISES, build, make
+from tests.support.grading import new_course, read_scores
 
 pytestmark = pytest.mark.slow
 PROTECTED = ("source", "release", "submitted", "nbgrader_config.py")
@@ -67,7 +68,8 @@ def grade_cli(course, *extra, env=None):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, record_timing):
-    """(course, scores, results, cli output, hashes before/after, listener, home canary) after one grading run."""
+    """(course, scores, results, cli output, hashes before/after, listener, home canary) after one grading
+    run."""
     import time
 
     course = new_course(tmp_path_factory.mktemp("adversarial") / "course", ASSIGNMENT)
@@ -79,11 +81,14 @@ def graded(tmp_path_factory, record_timing):
     before = tree_hash(course)
     start = time.perf_counter()
     proc = grade_cli(course)
-    record_timing(f"class grader: {len(ATTACKS)} adversarial submissions, 2 workers", time.perf_counter() - start)
-    # Some attacks are not gradable (rejected): the command says so with its exit status, after grading the rest.
+    record_timing(f"class grader: {len(ATTACKS)} adversarial submissions, 2 workers",
+                  time.perf_counter() - start)
+    # Some attacks are not gradable (rejected): the command says so with its exit status, after grading the
+    # rest.
     assert proc.returncode == EXIT_SOME_NOT_GRADED, proc.stdout[-3000:] + proc.stderr[-3000:]
     after = tree_hash(course)
-    by_id = {r["student"]: r for r in json.loads((course / "reports" / ASSIGNMENT / "results.json").read_text())}
+    by_id = {r["student"]: r
+             for r in json.loads((course / "reports" / ASSIGNMENT / "results.json").read_text())}
     results = {a.name: by_id.get(shown_id(a.folder or a.name)) for a in ATTACKS}
     scores = read_scores(course, ASSIGNMENT, [a.folder or a.name for a in ATTACKS])
     scores = {a.name: scores[a.folder or a.name] for a in ATTACKS}
@@ -99,7 +104,8 @@ def test_attack_earns_what_an_honest_grader_gives(graded, attack):
     result = results[attack.name]
     assert result is not None, f"{attack.name} is missing from the report"
     accepted = attack.status if isinstance(attack.status, tuple) else (attack.status,)
-    assert result["status"] in accepted, f"{attack.name} ({attack.why}): {result['status']}: {result['reason']}"
+    assert result["status"] in accepted, (f"{attack.name} ({attack.why}): {result['status']}: "
+                                          f"{result['reason']}")
     got = scores[attack.name]
     if not attack.recorded:
         assert got is None, f"{attack.name}: an id the grader refuses reached the gradebook"
@@ -109,7 +115,8 @@ def test_attack_earns_what_an_honest_grader_gives(graded, attack):
         assert got is not None and all(score == 0 for score, _, _ in got.values()), got
         return
     earned = {ex: sum(got[gid][0] for gid in gids) for ex, gids in EXERCISES.items()}
-    assert earned == attack.earns, f"{attack.name} ({attack.why}):\n  expected {attack.earns}\n  got {earned}\n  {result['failed']}"
+    assert earned == attack.earns, (f"{attack.name} ({attack.why}):\n  expected {attack.earns}\n"
+                                    f"  got {earned}\n  {result['failed']}")
     assert not any(needs for _, _, needs in got.values()), "nothing may be left needing a manual grade"
 
 
@@ -127,8 +134,8 @@ def test_no_connection_reached_the_host_and_home_is_untouched(graded):
 
 
 def test_reasons_are_recorded_for_crashes_and_time_limits(graded):
-    """Crashed and timed-out submissions say why; what the judge refused or lost is flagged for the instructor,
-    and nothing is flagged for honest or merely wrong work, however the kernel was patched."""
+    """Crashed and timed-out submissions say why; what the judge refused or lost is flagged for the
+    instructor, and nothing is flagged for honest or merely wrong work, however the kernel was patched."""
     _, _, results, *_ = graded
     assert "kernel died" in results["os_exit"]["reason"]
     assert "cell time limit" in results["infinite_loop"]["reason"]
@@ -146,8 +153,8 @@ def test_reasons_are_recorded_for_crashes_and_time_limits(graded):
 
 
 def test_the_report_times_each_test_in_the_judge(graded):
-    """results.json gives every test cell's seconds in the judge: short for honest work, the judge's time limit
-    (the cell limit, 10 s here) for a call that never returns, nothing for a test that never ran."""
+    """results.json gives every test cell's seconds in the judge: short for honest work, the judge's time
+    limit (the cell limit, 10 s here) for a call that never returns, nothing for a test that never ran."""
     _, _, results, *_ = graded
     tests = sorted(gid for ids in EXERCISES.values() for gid in ids)
     honest = results["honest_solution"]["test_seconds"]
@@ -158,12 +165,13 @@ def test_the_report_times_each_test_in_the_judge(graded):
 
 
 def test_the_tests_never_reach_the_kernel(graded):
-    """The hidden tests ran (their cells are graded), yet a search of the kernel's whole memory after them finds
-    no line of any test: the tests' sources stay in the judge."""
+    """The hidden tests ran (their cells are graded), yet a search of the kernel's whole memory after them
+    finds no line of any test: the tests' sources stay in the judge."""
     course = graded[0]
     import nbformat
 
-    nb = nbformat.read(course / "autograded" / "search_memory_for_tests" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+    nb = nbformat.read(course / "autograded" / "search_memory_for_tests" / ASSIGNMENT
+                       / f"{ASSIGNMENT}.ipynb", 4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "hidden test text in the kernel's memory: none" in text, text[-2000:]
 
@@ -176,7 +184,8 @@ def test_output_flood_is_cut(graded):
 
 
 def test_report_table_plot_and_feedback(graded):
-    """The report ranks tests by failure rate, lists what broke, has its plot; feedback exists for graded work."""
+    """The report ranks tests by failure rate, lists what broke, has its plot; feedback exists for graded
+    work."""
     course = graded[0]
     text = (course / "reports" / ASSIGNMENT / "report.md").read_text()
     assert "| count_params_hidden |" in text and "os_exit" in text and "invalid_json" in text
@@ -190,7 +199,8 @@ def test_report_lists_every_submission_not_graded_with_its_reason(graded):
     text = (course / "reports" / ASSIGNMENT / "report.md").read_text()
     for attack in ATTACKS:
         if attack.status == "rejected":
-            assert f"**{shown_id(attack.folder or attack.name)}**: rejected. {results[attack.name]['reason']}" in text
+            assert (f"**{shown_id(attack.folder or attack.name)}**: rejected. "
+                    f"{results[attack.name]['reason']}" in text)
     assert results["honest_solution"]["status"] == results["honest_wrong"]["status"] == "graded"
 
 
@@ -210,13 +220,14 @@ def test_no_secret_is_copied_through_a_link(graded):
 
 
 def test_export_writes_grades_and_refuses_forged_extra_credit(graded):
-    """grades.csv has every student at most the maximum; extra credit no instructor listed blocks the export."""
+    """grades.csv has every student at most the maximum; extra credit no instructor listed blocks the
+    export."""
     import csv
 
     from nbgrader.api import Gradebook
 
-    from autograder.gradebook_io import ExportRefused, db_url
-    from autograder.grade import export
+    from autograder.grade.gradebook_io import ExportRefused, db_url
+    from autograder.grade.run import export
 
     course = graded[0]
     rows = list(csv.DictReader((course / "grades.csv").open()))
@@ -227,19 +238,23 @@ def test_export_writes_grades_and_refuses_forged_extra_credit(graded):
         grade.extra_credit = 50
         gb.db.commit()
     try:
-        with pytest.raises(ExportRefused, match="write_gradebook/01_layers/count_params_hidden: extra credit 50"):
+        with pytest.raises(ExportRefused,
+                           match="write_gradebook/01_layers/count_params_hidden: extra credit 50"):
             export(course, "refused.csv")
-        (course / "extra_credit.csv").write_text("student,assignment,grade_id,points\nwrite_gradebook,01_layers,count_params_hidden,50\n")
+        (course / "extra_credit.csv").write_text("student,assignment,grade_id,points\n"
+                                                 "write_gradebook,01_layers,count_params_hidden,50\n")
         assert export(course, "allowed.csv").exists(), "extra credit the instructor listed is exported"
     finally:
         with Gradebook(db_url(course)) as gb:
-            gb.find_grade("count_params_hidden", ASSIGNMENT, ASSIGNMENT, "write_gradebook").extra_credit = None
+            gb.find_grade("count_params_hidden", ASSIGNMENT, ASSIGNMENT,
+                          "write_gradebook").extra_credit = None
             gb.db.commit()
         (course / "extra_credit.csv").unlink(missing_ok=True)
 
 
 def test_refuses_without_a_sandbox(tmp_path):
-    """With no bubblewrap on PATH the grader stops with what to do; it does not run student code unsandboxed."""
+    """With no bubblewrap on PATH the grader stops with what to do; it does not run student code
+    unsandboxed."""
     course = new_course(tmp_path / "course", ASSIGNMENT)
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))
     proc = grade_cli(course, env=env)
@@ -249,18 +264,20 @@ def test_refuses_without_a_sandbox(tmp_path):
 
 def test_same_scores_every_time(tmp_path):
     """Grading the same two submissions three times gives identical per-cell scores (seeded kernels)."""
-    from tests.adversarial import Attack, full
+    from tests.support.adversarial import Attack, full
 
     course = new_course(tmp_path / "course", ASSIGNMENT)
     # Right or wrong by a coin toss at each call: only seeded kernels give it the same score every time.
     noisy = Attack("coin_toss", "a random answer", full(), cells={"grad_norms_solution": (
         "import torch\ndef grad_norms(model):\n    scale = 1.0 if torch.rand(()).item() < 0.5 else 2.0\n"
-        "    return {n: scale * p.grad.norm().item() for n, p in model.named_parameters() if p.grad is not None}\n")})
+        "    return {n: scale * p.grad.norm().item() for n, p in model.named_parameters()"
+        " if p.grad is not None}\n")})
     students = [a for a in ATTACKS if a.name == "honest_solution"] + [noisy]
     for attack in students:
         folder = course / "submitted" / attack.name / ASSIGNMENT
         folder.mkdir(parents=True)
-        (folder / f"{ASSIGNMENT}.ipynb").write_bytes(build(attack, {"course": "", "home_canary": "", "port": 0}))
+        (folder / f"{ASSIGNMENT}.ipynb").write_bytes(build(attack, {"course": "", "home_canary": "",
+                                                                    "port": 0}))
     runs = []
     for _ in range(3):
         proc = grade_cli(course, "--no-feedback", "--no-export")
@@ -270,15 +287,17 @@ def test_same_scores_every_time(tmp_path):
 
 
 def test_sandbox_sees_folders_bound_under_tmp(tmp_path):
-    """A course cloned under /tmp stays visible in the sandbox: its private /tmp is mounted before the binds."""
-    from autograder.sandbox import bwrap_argv
+    """A course cloned under /tmp stays visible in the sandbox: its private /tmp is mounted before the
+    binds."""
+    from autograder.sandbox.policy import bwrap_argv
 
     root, work, runtime = tmp_path / "course-root", tmp_path / "work", tmp_path / "runtime"
     for folder in (root / "course", root / "autograder", work, runtime):
         folder.mkdir(parents=True)
     (root / "course" / "marker.txt").write_text("visible")
     (tmp_path / "secret.txt").write_text("not bound")
-    script = f"print(open('{root / 'course' / 'marker.txt'}').read(), __import__('os').path.exists('{tmp_path / 'secret.txt'}'))"
+    script = (f"print(open('{root / 'course' / 'marker.txt'}').read(), "
+              f"__import__('os').path.exists('{tmp_path / 'secret.txt'}'))")
     proc = subprocess.run(bwrap_argv(work, runtime, root=root) + [sys.executable, "-c", script],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -290,7 +309,7 @@ def test_sandbox_gets_a_copy_of_the_font_cache_never_the_file(tmp_path):
     what the kernel writes to it never reaches the grader's file, which every kernel of the class receives."""
     import os
 
-    from autograder.sandbox import bwrap_argv
+    from autograder.sandbox.policy import bwrap_argv
 
     work, runtime = tmp_path / "work", tmp_path / "runtime"
     work.mkdir()
@@ -298,8 +317,8 @@ def test_sandbox_gets_a_copy_of_the_font_cache_never_the_file(tmp_path):
     fonts = tmp_path / "fontlist-v1.json"
     fonts.write_text('{"fonts": []}')
     fd = os.open(fonts, os.O_RDONLY)
-    script = ("p = '/tmp/matplotlib/fontlist-v1.json'; print(open(p).read()); open(p, 'w').write('poisoned'); "
-              "print(open(p).read())")
+    script = ("p = '/tmp/matplotlib/fontlist-v1.json'; print(open(p).read()); "
+              "open(p, 'w').write('poisoned'); print(open(p).read())")
     try:
         proc = subprocess.run(bwrap_argv(work, runtime, files=[(fd, "/tmp/matplotlib/fontlist-v1.json")])
                               + [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,

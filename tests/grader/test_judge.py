@@ -1,9 +1,10 @@
-"""The judge (autograder.judge) and its boundary with the kernel (autograder.wire, autograder.kernel_server).
+"""The judge (autograder.judge.process) and its boundary with the kernel (autograder.judge.wire,
+autograder.judge.kernel_server).
 
 The codec is tested on its own (what the judge refuses, what a lying object becomes); the rest against a real
-Python process serving the judge (tests.judge_harness.PlainKernel): the student's code there, the tests here.
-The class grader's whole path (sandbox, nbgrader, every fixture and attack) is tests/test_grader.py and
-tests/test_autograde.py.
+Python process serving the judge (tests.support.judge_harness.PlainKernel): the student's code there, the
+tests here. The class grader's whole path (sandbox, nbgrader, every fixture and attack) is
+tests/grader/test_grader.py and tests/grader/test_autograde.py.
 """
 import os
 import re
@@ -14,9 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from autograder import wire
-from autograder.judge import Judge, definitions
-from tests.judge_harness import PlainKernel
+from autograder.judge import wire
+from autograder.judge.process import Judge, definitions
+from tests.support.judge_harness import PlainKernel
 
 
 def kernel_side(value):
@@ -57,8 +58,8 @@ def test_lying_builtins_arrive_as_the_plain_types():
 
 
 def test_objects_of_untrusted_classes_and_untrusted_names_stay_handles():
-    """A dict subclass defined by the student, and functions from modules the judge does not trust, are handles:
-    never rebuilt, never imported, equal only to themselves."""
+    """A dict subclass defined by the student, and functions from modules the judge does not trust, are
+    handles: never rebuilt, never imported, equal only to themselves."""
 
     class AlwaysEqual(dict):
         def __eq__(self, other):
@@ -68,7 +69,8 @@ def test_objects_of_untrusted_classes_and_untrusted_names_stay_handles():
 
     got = judge_decodes(*kernel_side([AlwaysEqual(a=1), subprocess.run, eval, len]))
     assert isinstance(got[0], wire.Handle) and got[0] != {} and got[0] != {"a": 1}
-    assert isinstance(got[1], wire.Handle), "subprocess is not trusted: its functions are not imported by name"
+    assert isinstance(got[1], wire.Handle), ("subprocess is not trusted: "
+                                             "its functions are not imported by name")
     assert isinstance(got[2], wire.Handle), "eval is not a builtin the judge lets a name stand for"
     assert got[3] is len
 
@@ -143,14 +145,15 @@ def test_malformed_values_are_refused_or_inert(bad):
 
 
 def test_definitions_keep_imports_from_trusted_packages_and_definitions_only():
-    cells = ["%matplotlib inline\nimport torch\nimport subprocess\nfrom course.models import tiny_cnn\nx = train()",
+    cells = ["%matplotlib inline\nimport torch\nimport subprocess\n"
+             "from course.models import tiny_cnn\nx = train()",
              "def helper():\n    return 1\nclass Loader:\n    pass\nhelper()"]
     got = definitions(cells)
     assert got == ["import torch", "from course.models import tiny_cnn", "def helper():\n    return 1",
                    "class Loader:\n    pass"]
 
 
-# ---- against a kernel ---------------------------------------------------------------------------------------
+# ---- against a kernel ---------------------------------------------------------------------------------
 
 @pytest.fixture
 def kernel():
@@ -168,7 +171,8 @@ def run(kernel, source, seconds=30, preamble=PREAMBLE, judge=None):
 
 
 def test_student_code_patching_the_kernel_does_not_reach_the_test(kernel):
-    """builtins, torch, AssertionError and the course's fixtures patched in the kernel: the judge's are its own."""
+    """builtins, torch, AssertionError and the course's fixtures patched in the kernel: the judge's are its
+    own."""
     assert kernel.run("import builtins, torch, course.models\n"
                       "builtins.sum = lambda *a: 0\nbuiltins.AssertionError = KeyError\n"
                       "torch.equal = lambda *a: True\ntorch.Tensor.__eq__ = lambda *a: True\n"
@@ -182,7 +186,8 @@ def test_student_code_patching_the_kernel_does_not_reach_the_test(kernel):
 
 def test_mutations_come_back_and_identity_is_kept(kernel):
     """freeze(model) freezes the judge's own model; returned parameters are the judge's own objects."""
-    kernel.run("def freeze(m):\n    for p in m.parameters():\n        p.requires_grad_(False)\n    m.eval()\n    return m\n"
+    kernel.run("def freeze(m):\n    for p in m.parameters():\n        p.requires_grad_(False)\n"
+               "    m.eval()\n    return m\n"
                "def params(m):\n    return [p for p in m.parameters() if p.requires_grad]\n"
                "def step(m):\n    with torch.no_grad():\n        m[0].weight.add_(1)\n"
                "import torch")
@@ -202,9 +207,10 @@ def test_what_the_test_let_go_of_is_no_longer_synced(kernel):
 
     m = tiny_cnn(num_classes=3)
     per_model = sum(1 for _ in m.modules()) + sum(1 for _ in m.parameters()) + sum(1 for _ in m.buffers())
-    kernel.run("import gc\nfrom autograder.wire import Registry\n"
+    kernel.run("import gc\nfrom autograder.judge.wire import Registry\n"
                "def answer(model):\n    return sum(p.numel() for p in model.parameters())\n"
-               "def mirrored():\n    return max(len(r.objects) for r in gc.get_objects() if isinstance(r, Registry))\n"
+               "def mirrored():\n"
+               "    return max(len(r.objects) for r in gc.get_objects() if isinstance(r, Registry))\n"
                "def bump(model):\n    model.extra = 7\n    return model\n")
     judge = Judge(kernel.sock)
     r = run(kernel, "kept = tiny_cnn(num_classes=3)\nassert bump(kept) is kept and kept.extra == 7\n"
@@ -217,9 +223,10 @@ def test_what_the_test_let_go_of_is_no_longer_synced(kernel):
 
 def test_a_loss_with_its_graph_crosses_with_the_same_leaves_and_gradients(kernel):
     kernel.run("import torch\ndef grads(loss, model):\n"
-               "    return [None if g is None else g for g in torch.autograd.grad(loss, list(model.parameters()),"
-               " allow_unused=True)]\n")
-    r = run(kernel, "torch.manual_seed(0)\nm = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))\nother = nn.Linear(3, 3)\n"
+               "    return [None if g is None else g for g in torch.autograd.grad(loss, "
+               "list(model.parameters()), allow_unused=True)]\n")
+    r = run(kernel, "torch.manual_seed(0)\nm = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))\n"
+                    "other = nn.Linear(3, 3)\n"
                     "x = torch.randn(4, 3)\nloss = m(other(x).detach()).pow(2).mean()\n"
                     "want = torch.autograd.grad(loss, list(m.parameters()), retain_graph=True)\n"
                     "got = grads(loss, m)\nassert all(torch.allclose(a, b) for a, b in zip(got, want))\n"
@@ -229,16 +236,20 @@ def test_a_loss_with_its_graph_crosses_with_the_same_leaves_and_gradients(kernel
 
 def test_a_callback_sees_the_state_of_the_moment(kernel):
     """A test's lambda called by the student's code runs in the judge, on the judge's model, as it is then."""
-    kernel.run("def train(model, before_epoch):\n    for i in range(2):\n        model[i].requires_grad_(False)\n"
+    kernel.run("def train(model, before_epoch):\n    for i in range(2):\n"
+               "        model[i].requires_grad_(False)\n"
                "        before_epoch(model)\n    return model\n")
     r = run(kernel, "seen = []\nm = nn.Sequential(nn.Linear(1, 1), nn.Linear(1, 1))\n"
-                    "train(m, lambda model: seen.append((model is m, [p.requires_grad for p in model.parameters()])))\n"
-                    "assert seen == [(True, [False, False, True, True]), (True, [False, False, False, False])], seen")
+                    "train(m, lambda model: seen.append((model is m, "
+                    "[p.requires_grad for p in model.parameters()])))\n"
+                    "assert seen == [(True, [False, False, True, True]), "
+                    "(True, [False, False, False, False])], seen")
     assert r["passed"], r
 
 
 def test_handles_never_ask_the_kernel_about_equality(kernel):
-    kernel.run("class Yes:\n    def __eq__(self, other):\n        return True\n    def __len__(self):\n        return 3\n"
+    kernel.run("class Yes:\n    def __eq__(self, other):\n        return True\n"
+               "    def __len__(self):\n        return 3\n"
                "def answer():\n    return Yes()\n")
     r = run(kernel, "a = answer()\nassert a != 26 and a != answer() and len(a) == 3\nassert a == 26")
     assert not r["passed"] and r["ename"] == "AssertionError"
@@ -273,8 +284,8 @@ def test_the_kernel_is_refused_when_it_sends_too_much(kernel):
 
 
 def test_no_byte_of_a_test_reaches_the_kernel(kernel):
-    """After a test ran, its source (a hidden test's unique message included) is nowhere in the kernel's memory:
-    read from /proc/<pid>/mem by this process, not asked of the kernel."""
+    """After a test ran, its source (a hidden test's unique message included) is nowhere in the kernel's
+    memory: read from /proc/<pid>/mem by this process, not asked of the kernel."""
     secret = "hidden-" + os.urandom(8).hex()
     kernel.run("def answer(m):\n    return 1\n")
     r = run(kernel, f"m = nn.Linear(2, 2)\nassert answer(m) == 1, {secret!r}\nprint('ran')")
@@ -301,9 +312,10 @@ def _memory_contains(pid, needle):
 
 
 def test_an_answer_the_kernel_cannot_encode_is_an_error_and_the_kernel_stays(kernel):
-    """An answer nested too deep for the kernel's own encoder comes back as an error for that call; the kernel is
-    still asked in the next test."""
-    kernel.run("def answer():\n    out = []\n    for _ in range(10_000):\n        out = [out]\n    return out\n"
+    """An answer nested too deep for the kernel's own encoder comes back as an error for that call; the
+    kernel is still asked in the next test."""
+    kernel.run("def answer():\n    out = []\n    for _ in range(10_000):\n        out = [out]\n"
+               "    return out\n"
                "def fine():\n    return 7\n")
     judge = Judge(kernel.sock)
     first = run(kernel, "answer()", judge=judge)
@@ -317,7 +329,7 @@ def test_a_judge_that_never_says_ready_is_given_up_at_the_deadline():
     import subprocess
     import time
 
-    from autograder.judges import Judge as JudgeProcess
+    from autograder.judge.launch import Judge as JudgeProcess
 
     judge = JudgeProcess(unsafe=True)
     judge.process.kill()

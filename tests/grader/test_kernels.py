@@ -1,6 +1,7 @@
-"""Pre-started grading kernels (autograder.kernels, autograder.sandbox.start_warm): started and waiting before
-anything is handed to them, started no more often than needed, and never outliving the grader or the launcher
-that uses them. The whole grading path through them is covered by tests/test_grader.py."""
+"""Pre-started grading kernels (autograder.grade.kernels, autograder.sandbox.warm.start_warm): started and
+waiting before anything is handed to them, started no more often than needed, and never outliving the grader
+or the launcher that uses them. The whole grading path through them is covered by
+tests/grader/test_grader.py."""
 import json
 import os
 import socket
@@ -8,9 +9,9 @@ import time
 
 import pytest
 
-from tests.processes import alive, cmdline, descendants, wait_until
-from autograder.kernels import KernelPool, Slot
-from autograder.sandbox import Limits, check_available
+from autograder.grade.kernels import KernelPool, Slot
+from autograder.sandbox.policy import Limits, check_available
+from tests.support.processes import alive, cmdline, descendants, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +22,9 @@ def _sandbox():
 
 
 def _booted(slot):
-    """The slot's kernel start-up code (autograder.kernel_boot) runs, inside the sandbox, below its launcher."""
-    return any("autograder.kernel_boot" in cmdline(pid) for pid in descendants(slot.process.pid))
+    """The slot's kernel start-up code (autograder.judge.kernel_boot) runs, inside the sandbox, below its
+    launcher."""
+    return any("autograder.judge.kernel_boot" in cmdline(pid) for pid in descendants(slot.process.pid))
 
 
 def _handover(slot, connection_file):
@@ -41,7 +43,8 @@ def test_prestarted_kernel_starts_then_waits(tmp_path):
         assert wait_until(lambda: _booted(slot)), "the kernel's start-up code never ran"
         time.sleep(1)
         assert slot.process.poll() is None and _booted(slot)
-        assert not (slot.runtime / "judge.sock").exists(), "nothing may listen before a submission is handed over"
+        assert not (slot.runtime / "judge.sock").exists(), ("nothing may listen before a submission is "
+                                                            "handed over")
         assert all(f.is_dir() for f in groups) and (slot.runtime_tmpfs == os.path.ismount(slot.runtime))
     finally:
         slot.stop(grace_s=0)
@@ -69,12 +72,14 @@ def test_the_kernel_dies_with_the_launcher_that_took_it(tmp_path):
     slot = Slot(tmp_path, Limits())
     connection_file = slot.runtime / "kernel-test.json"
     connection_file.write_text(json.dumps({"transport": "ipc", "ip": str(slot.runtime / "kernel"), "key": "",
-                                           "signature_scheme": "hmac-sha256", "shell_port": 1, "iopub_port": 2,
-                                           "stdin_port": 3, "control_port": 4, "hb_port": 5}))
+                                           "signature_scheme": "hmac-sha256", "shell_port": 1,
+                                           "iopub_port": 2, "stdin_port": 3, "control_port": 4,
+                                           "hb_port": 5}))
     try:
         conn = _handover(slot, connection_file)
         assert wait_until(lambda: (slot.runtime / "kernel-1").exists()), "ipykernel never opened its sockets"
-        assert wait_until(lambda: (slot.runtime / "judge.sock").exists()), "the kernel does not listen for the judge"
+        assert wait_until(lambda: (slot.runtime / "judge.sock").exists()), ("the kernel does not listen "
+                                                                            "for the judge")
         time.sleep(1)
         assert slot.process.poll() is None, "the kernel should be serving until its launcher goes"
         conn.close()
@@ -110,12 +115,16 @@ def test_a_waiting_kernel_dies_with_a_killed_grader(tmp_path):
     import subprocess
     import sys
 
-    script = (f"import time\nfrom autograder.kernels import Slot\nfrom autograder.sandbox import Limits\n"
-              f"slot = Slot({str(tmp_path)!r}, Limits())\nprint(slot.process.pid, flush=True)\ntime.sleep(600)\n")
+    script = (f"import time\nfrom autograder.grade.kernels import Slot\n"
+              f"from autograder.sandbox.policy import Limits\n"
+              f"slot = Slot({str(tmp_path)!r}, Limits())\nprint(slot.process.pid, flush=True)\n"
+              f"time.sleep(600)\n")
     grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     warm_pid = int(grader.stdout.readline())
-    assert wait_until(lambda: any("autograder.kernel_boot" in cmdline(p) for p in descendants(warm_pid)))
+    assert wait_until(lambda: any("autograder.judge.kernel_boot" in cmdline(p)
+                                  for p in descendants(warm_pid)))
     assert alive(warm_pid)
     os.kill(grader.pid, signal.SIGKILL)
     grader.wait()
-    assert wait_until(lambda: not alive(warm_pid), 15), "the pre-started kernel's launcher outlived the grader"
+    assert wait_until(lambda: not alive(warm_pid), 15), ("the pre-started kernel's launcher outlived "
+                                                         "the grader")

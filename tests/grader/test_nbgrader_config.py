@@ -6,8 +6,7 @@ import warnings
 
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.course_dir import ROOT, nbgrader, scratch_course
-
+from autograder.publish.layout import ROOT, nbgrader, scratch_course
 
 
 def load_config():
@@ -52,7 +51,8 @@ def test_ignore_pattern_matches_real_torch_warnings_and_nothing_else():
 
 
 def test_nbgrader_recognises_every_setting(tmp_path):
-    """nbgrader 0.9 ignores unknown options with only a log line (e.g. db_assignments, Validator.preprocessors)."""
+    """nbgrader 0.9 ignores unknown options with only a log line (e.g. db_assignments,
+    Validator.preprocessors)."""
     course = scratch_course(tmp_path / "course")
     proc = nbgrader(["generate_assignment", "01_layers", "--force"], cwd=course)
     log = proc.stdout + proc.stderr
@@ -66,5 +66,6 @@ def test_import_course_under_nbgrader_shows_warnings_on_stdout():
     env = {"NBGRADER_EXECUTION": "validate", "PATH": "/usr/bin:/bin"}
     graded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert "UserWarning: hello from a test" in graded.stdout and graded.stderr == ""
-    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT)
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin"}, cwd=ROOT)
     assert "UserWarning: hello from a test" in plain.stderr, "outside nbgrader warnings stay on stderr"

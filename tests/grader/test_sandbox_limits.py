@@ -1,6 +1,7 @@
-"""Limits that hold a whole sandbox, not one process: its memory and tasks together (autograder.cgroup), its
-runtime folder on a small tmpfs (autograder.sandbox.mount_runtime), and what its output may cost the trusted
-nbgrader process (autograder.judged_execute). Real kernels in the real sandbox; nothing is mocked.
+"""Limits that hold a whole sandbox, not one process: its memory and tasks together
+(autograder.sandbox.cgroup), its runtime folder on a small tmpfs (autograder.sandbox.policy.mount_runtime),
+and what its output may cost the trusted nbgrader process (autograder.judge.judged_execute). Real kernels in
+the real sandbox; nothing is mocked.
 
 The cgroup and tmpfs cases need root (as the grader runs on a course server, and in CI) and a machine with
 cgroups: ``limits_in_force`` says what holds here, and those cases fail, saying why, where it is not.
@@ -10,17 +11,23 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from tests.adversarial import FILL_RUNTIME
-from tests.processes import alive, wait_until
-from autograder import cgroup
-from autograder.kernels import Slot
-from autograder.sandbox import BWRAP_TASKS, GiB, MiB, RUNTIME_SIZE, Limits, check_available, limits_in_force
+from autograder.grade.kernels import Slot
+from autograder.sandbox import cgroup
+from autograder.sandbox.policy import (
+    BWRAP_TASKS,
+    RUNTIME_SIZE,
+    GiB,
+    Limits,
+    MiB,
+    check_available,
+    limits_in_force,
+)
+from tests.support.adversarial import FILL_RUNTIME
+from tests.support.processes import alive, wait_until
 
 pytestmark = pytest.mark.slow
 ROOT_ONLY = pytest.mark.usefixtures("_root")
@@ -105,7 +112,8 @@ def test_limits_in_force_says_what_holds_here():
     line = limits_in_force(Limits())
     found = cgroup.support()
     assert line.startswith(found.describe())
-    assert "10 GiB memory and 128 tasks per sandbox" in line if found.kind else "per-process limits only" in line
+    assert ("10 GiB memory and 128 tasks per sandbox" in line if found.kind
+            else "per-process limits only" in line)
     assert ("runtime folder on a 16 MiB tmpfs" in line) == (os.geteuid() == 0)
     assert "at most 4 MiB of output per cell kept" in line
 
@@ -174,7 +182,8 @@ def test_tasks_are_bounded_for_the_whole_sandbox(kernel):
 
 @ROOT_ONLY
 def test_the_group_alone_bounds_tasks(tmp_path):
-    """Unsandboxed as root, RLIMIT_NPROC counts nothing (root ignores it): only the group's pids.max stops forks."""
+    """Unsandboxed as root, RLIMIT_NPROC counts nothing (root ignores it): only the group's pids.max stops
+    forks."""
     found = _needs_cgroup()
     if "pids" not in found.bases:
         pytest.fail("no pids controller here to hold the sandbox's tasks")
@@ -240,14 +249,16 @@ def test_a_killed_grader_leaves_no_group_and_no_mount(tmp_path):
     """The grader is SIGKILLed (no Slot.stop ever runs): the pre-started kernel's launcher removes the groups,
     the runtime tmpfs and the socket folders as it goes."""
     _needs_cgroup()
-    script = ("import json, time\nfrom autograder.kernels import Slot\nfrom autograder.sandbox import Limits\n"
+    script = ("import json, time\nfrom autograder.grade.kernels import Slot\n"
+              "from autograder.sandbox.policy import Limits\n"
               f"slot = Slot({str(tmp_path)!r}, Limits())\n"
               "groups = [str(f) for f in slot.cgroup.folders + slot.nbgrader_cgroup.folders]\n"
               "print(json.dumps([str(slot.runtime), groups]), flush=True)\ntime.sleep(600)\n")
     grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     runtime, folders = json.loads(grader.stdout.readline())
     assert _mounted(runtime) and all(Path(f).is_dir() for f in folders)
-    assert wait_until(lambda: any(Path(f, "cgroup.procs").read_text().strip() for f in folders)), "no kernel in the group"
+    assert wait_until(lambda: any(Path(f, "cgroup.procs").read_text().strip() for f in folders)), \
+        "no kernel in the group"
     os.kill(grader.pid, signal.SIGKILL)
     grader.wait()
     assert wait_until(lambda: not _mounted(runtime) and not any(Path(f).exists() for f in folders), 30), \
@@ -285,10 +296,12 @@ def grade(tmp_path_factory):
     01_layers with ``code`` added as a cell after the first solution, graded by the worker with its Slot."""
     import nbformat
 
-    from autograder import gradebook_io
-    from autograder.worker import grade_one, start_nbgrader_server
-    from tests.adversarial import Attack, build, full
-    from tests.grading import new_course
+    from autograder.grade import gradebook_io
+    from autograder.grade.nbgrader_server import start_nbgrader_server
+    from autograder.grade.worker import Job, grade_one
+    from autograder.judge.launch import Judge
+    from tests.support.adversarial import Attack, build, full
+    from tests.support.grading import new_course
 
     start_nbgrader_server()
     folder = tmp_path_factory.mktemp("output-caps")
@@ -301,12 +314,16 @@ def grade(tmp_path_factory):
         notebook.parent.mkdir(parents=True)
         notebook.write_bytes(build(attack, {"course": str(course), "home_canary": "", "port": 0}))
         limits = Limits(cell_s=120, notebook_s=600)
-        job = dict(student=name, assignment="01_layers", course=str(course), gradebook=str(course / "gradebook.db"),
-                   notebook=str(notebook), limits=asdict(limits), workspace=str(folder), cells=cells)
+        job = Job(name, "01_layers", course, course / "gradebook.db", notebook, limits, cells)
         slot = Slot(folder, limits)
-        result = grade_one(job, slot)
+        judge = Judge()
+        try:
+            result = grade_one(job, slot, judge)
+        finally:
+            judge.close()
         path = Path(result.autograded, "01_layers.ipynb") if result.autograded else None
-        return result, nbformat.read(path, as_version=4) if path else None, (slot.ws / "nbgrader.log").read_text()
+        return (result, nbformat.read(path, as_version=4) if path else None,
+                (slot.ws / "nbgrader.log").read_text())
 
     return run
 
@@ -316,7 +333,8 @@ def _peak_mib(log):
 
 
 def _index_of(nb, code):
-    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() == code.strip())
+    return next(i for i, c in enumerate(nb.cells)
+                if c.cell_type == "code" and c.source.strip() == code.strip())
 
 
 def _outputs_of(nb, code):
@@ -333,7 +351,8 @@ def test_a_1_gib_flood_costs_nbgrader_little_and_is_noted(grade):
     kept = sum(len(o.get("text", "")) for o in outputs if o.output_type == "stream")
     assert kept <= 4 * MiB
     note = outputs[-1]["data"]["text/plain"]
-    assert note.startswith("The grader did not keep all of this cell's output") and "past the limit of 4.0 MiB" in note
+    assert (note.startswith("The grader did not keep all of this cell's output")
+            and "past the limit of 4.0 MiB" in note)
 
 
 def test_a_message_over_the_cap_is_dropped_and_later_cells_keep_their_output(grade):
@@ -346,7 +365,8 @@ def test_a_message_over_the_cap_is_dropped_and_later_cells_keep_their_output(gra
     outputs = _outputs_of(nb, ONE_BIG_MESSAGE)
     assert not any(o.output_type == "stream" for o in outputs)
     assert "1 message(s) over 8.0 MiB" in outputs[-1]["data"]["text/plain"]
-    later = [c for c in nb.cells[_index_of(nb, ONE_BIG_MESSAGE) + 1:] if c.cell_type == "code" and "print(" in c.source]
+    later = [c for c in nb.cells[_index_of(nb, ONE_BIG_MESSAGE) + 1:]
+             if c.cell_type == "code" and "print(" in c.source]
     assert later and all(any(o.output_type == "stream" for o in c.outputs) for c in later)
 
 

@@ -1,6 +1,6 @@
-"""The wiring a reader finds in imports: every module the grader starts with ``python -m``, preloads in nbgrader's
-fork server or names in nbgrader's configuration imports, and is named through an imported module, not typed as
-a string; and the packages have no import cycle."""
+"""The wiring a reader finds in imports: every module the grader starts with ``python -m``, preloads in
+nbgrader's fork server or names in nbgrader's configuration imports, and is named through an imported module,
+not typed as a string; and the packages have no import cycle."""
 import ast
 import importlib
 import importlib.util
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("course", "autograder")
 
 
@@ -34,8 +34,9 @@ def _dash_m_targets(tree):
 
 
 def test_no_dash_m_target_of_ours_is_a_string():
-    """``python -m X`` with X one of our modules names X through the imported module (``module.__name__``), so a
-    reader who follows imports finds what runs in the other process; third-party targets must be installed."""
+    """``python -m X`` with X one of our modules names X through the imported module (``module.__name__``),
+    so a reader who follows imports finds what runs in the other process; third-party targets must be
+    installed."""
     typed = []
     for path in _sources():
         for line, target in _dash_m_targets(ast.parse(path.read_text())):
@@ -43,7 +44,8 @@ def test_no_dash_m_target_of_ours_is_a_string():
                 if target.value.split(".")[0] in PACKAGES:
                     typed.append(f"{path.relative_to(ROOT)}:{line}: {target.value}")
                 else:
-                    assert importlib.util.find_spec(target.value), f"{path}:{line}: -m {target.value} is not installed"
+                    assert importlib.util.find_spec(target.value), (f"{path}:{line}: -m {target.value} "
+                                                                    "is not installed")
     assert not typed, "module names typed as strings after -m:\n" + "\n".join(typed)
 
 
@@ -59,35 +61,37 @@ def test_config_strings_name_no_module_of_ours():
         for node in ast.walk(tree):
             if (isinstance(node, ast.Constant) and isinstance(node.value, str) and "\n" in node.value
                     and id(node) not in docstrings):
-                for match in re.finditer(r"^\s*(?:from|import) ((?:course|autograder)\.[\w.]+)", node.value, re.M):
+                for match in re.finditer(r"^\s*(?:from|import) ((?:course|autograder)\.[\w.]+)",
+                                         node.value, re.M):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {match.group(1)}")
     assert not found, "our modules imported by name inside configuration text:\n" + "\n".join(found)
 
 
 def test_every_started_or_preloaded_module_imports(tmp_path):
-    """What the grader starts (the kernelspec's launcher, pre-started kernels, the kernel's boot, the judge) and
-    what nbgrader's fork server preloads all import, under the names the grader uses."""
+    """What the grader starts (the kernelspec's launcher, pre-started kernels, the kernel's boot, the judge)
+    and what nbgrader's fork server preloads all import, under the names the grader uses."""
     import json
 
     from autograder.grade import nbgrader_server, worker
     from autograder.judge import judged_execute, kernel_boot, launch, process
     from autograder.sandbox import launcher, warm
 
-    started = {launcher._MODULE, warm._MODULE, kernel_boot.__name__, process.__name__, *nbgrader_server.PRELOAD}
+    started = {launcher._MODULE, warm._MODULE, kernel_boot.__name__, process.__name__,
+               *nbgrader_server.PRELOAD}
     for name in started:
         assert importlib.import_module(name).__name__ == name
-    spec = json.loads((launcher.write_kernelspec(tmp_path, tmp_path / "c.json") / "kernels" / launcher.KERNEL_NAME
-                       / "kernel.json").read_text())
+    spec = json.loads((launcher.write_kernelspec(tmp_path, tmp_path / "c.json") / "kernels"
+                       / launcher.KERNEL_NAME / "kernel.json").read_text())
     assert spec["argv"][1:3] == ["-m", "autograder.sandbox.launcher"]
-    config = worker.WORKER_CONFIG.format(judged_execute=judged_execute.__name__, kernel="k", cell_s=1, runtime="r",
-                                         output=1, judge="j", uid=-1, results="x")
+    config = worker.WORKER_CONFIG.format(judged_execute=judged_execute.__name__, kernel="k", cell_s=1,
+                                         runtime="r", output=1, judge="j", uid=-1, results="x")
     assert f"from {judged_execute.__name__} import JudgedExecute" in config
     assert launch.process is process
 
 
 def _top_level_imports(path, name):
-    """The modules that ``path`` (module ``name``) imports, at its top or inside its functions (an import put
-    inside a function to dodge a cycle is still a cycle); not those under ``if TYPE_CHECKING``."""
+    """The modules that ``path`` (module ``name``) imports, at its top or inside its functions (an import
+    put inside a function to dodge a cycle is still a cycle); not those under ``if TYPE_CHECKING``."""
     out = set()
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
 
@@ -100,7 +104,8 @@ def _top_level_imports(path, name):
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                    + ([base] if base else []))
                 out.add(base)
                 out.update(f"{base}.{alias.name}" for alias in node.names)
             else:

@@ -1,25 +1,26 @@
-"""Colab and Binder, checked offline: what each notebook's setup cell would install and when it does nothing, the
-badges, and the files repo2docker builds the course from."""
+"""Colab and Binder, checked offline: what each notebook's setup cell would install and when it does nothing,
+the badges, and the files repo2docker builds the course from."""
 import json
 import stat
 import subprocess
 import sys
-import tomllib
 
 import nbformat
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from autograder import links
-from autograder.course_dir import ROOT, assignments
-from tests.test_environment import pip_requirements
+from autograder.publish import links
+from autograder.publish.layout import ROOT, assignments
+from tests.support.requirements import pip_requirements
 
 ASSIGNMENTS = assignments(ROOT)
 
 # Runs a notebook's setup cell in a bare interpreter (-I -S: no site-packages, so no course package and no
-# torch), with pip replaced by a recorder and, when asked, a fake Colab and a fake torch with or without a GPU.
+# torch), with pip replaced by a recorder and, when asked, a fake Colab and a fake torch with or without a
+# GPU.
 HARNESS = r'''
 import json, subprocess, sys, types
 calls = []
@@ -56,20 +57,22 @@ def _run_setup(tmp_path, colab, course, gpu=False, name="05_unfreezing"):
 
 
 def test_every_notebook_starts_with_the_same_setup_cell():
-    """The first code cell of every source and release notebook is the setup cell for pyproject's repository."""
-    assert links.problems(ROOT) == [], "run `python -m autograder.links` and `make release`"
+    """The first code cell of every source and release notebook is the setup cell for pyproject's
+    repository."""
+    assert links.problems(ROOT) == [], "run `python -m autograder.publish.links` and `make release`"
     for name in ASSIGNMENTS:
         assert _setup_source("release", name) == links.setup_cell(links.repository(ROOT)), name
 
 
 def test_setup_cell_on_colab_installs_the_course_from_the_repository(tmp_path):
-    """On Colab without the package: one pip install of this repository with the `colab` extra, by the kernel's
-    own interpreter; then it names the GPU, or says how to get one."""
+    """On Colab without the package: one pip install of this repository with the `colab` extra, by the
+    kernel's own interpreter; then it names the GPU, or says how to get one."""
     out, calls = _run_setup(tmp_path, colab=True, course=False, gpu=True)
     repo = links.repository(ROOT)
     assert len(calls) == 1, calls
     argv = calls[0]
-    assert argv[1:5] == ["-m", "pip", "install", "-q"] and argv[0].endswith(("python", "python3", "python3.11"))
+    assert argv[1:5] == ["-m", "pip", "install", "-q"] \
+        and argv[0].endswith(("python", "python3", "python3.11"))
     req = Requirement(argv[5])
     assert req.name == "freezing-course" and req.extras == {"colab"} and req.url == f"git+{repo}"
     assert "GPU: Tesla T4" in out
@@ -86,7 +89,8 @@ def test_setup_cell_does_nothing_where_the_course_is_installed(tmp_path):
 
 
 def test_colab_extra_adds_only_what_colab_lacks_and_agrees_with_requirements():
-    """The `colab` extra never pins torch (Colab's own CUDA build stays) and uses requirements.txt's bounds."""
+    """The `colab` extra never pins torch (Colab's own CUDA build stays) and uses requirements.txt's
+    bounds."""
     with open(ROOT / "pyproject.toml", "rb") as fh:
         project = tomllib.load(fh)["project"]
     extra = {canonicalize_name(Requirement(r).name): Requirement(r).specifier
@@ -99,8 +103,8 @@ def test_colab_extra_adds_only_what_colab_lacks_and_agrees_with_requirements():
 
 
 def test_badges_open_each_release_notebook():
-    """The README has a Colab and a Binder badge per notebook, pointing at release/ files that exist, with Binder
-    opening JupyterLab (urlpath=lab)."""
+    """The README has a Colab and a Binder badge per notebook, pointing at release/ files that exist, with
+    Binder opening JupyterLab (urlpath=lab)."""
     readme = (ROOT / "README.md").read_text()
     repo = links.repository(ROOT)
     for name in ASSIGNMENTS:
@@ -117,8 +121,9 @@ def test_links_refuse_what_colab_and_binder_cannot_open(tmp_path):
 
 
 def test_binder_builds_the_course_with_repo2docker():
-    """repo2docker: environment.yml at the root (no binder/ folder hiding it) names Python 3.11 and JupyterLab,
-    postBuild is executable and installs course/, and no other config file would change the build."""
+    """repo2docker: environment.yml at the root (no binder/ folder hiding it) names Python 3.11 and
+    JupyterLab, postBuild is executable and installs course/, and no other config file would change the
+    build."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     deps = env["dependencies"]
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
@@ -128,6 +133,8 @@ def test_binder_builds_the_course_with_repo2docker():
     assert post.stat().st_mode & stat.S_IXUSR and post.read_text().startswith("#!")
     assert "pip install --no-deps -e ." in post.read_text()
     assert not (ROOT / "binder").exists() and not (ROOT / ".binder").exists()
-    for other in ("requirements.txt", "Pipfile", "setup.py", "apt.txt", "runtime.txt", "Dockerfile", "Project.toml"):
-        # repo2docker reads requirements.txt only when there is no environment.yml; the others change the build
+    for other in ("requirements.txt", "Pipfile", "setup.py", "apt.txt", "runtime.txt", "Dockerfile",
+                  "Project.toml"):
+        # repo2docker reads requirements.txt only when there is no environment.yml; the others change the
+        # build
         assert other == "requirements.txt" or not (ROOT / other).exists(), other

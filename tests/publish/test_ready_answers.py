@@ -1,8 +1,10 @@
-"""No exercise's answer where a student reads it before the exercise is due (the rule: autograder/answers.py).
+"""No exercise's answer where a student reads it before the exercise is due (the rule:
+autograder/publish/answers.py).
 
 One run of the check (about a minute: every source notebook in grading mode, every candidate tried at every
 hidden test) covers the repository's course package and release notebooks, an exported student edition, and
-answers planted where the check must find them: rewritten under other names, so that no line matches a solution.
+answers planted where the check must find them: rewritten under other names, so that no line matches a
+solution.
 """
 import filecmp
 import json
@@ -12,8 +14,8 @@ import sys
 
 import pytest
 
-from autograder import answers
-from autograder.course_dir import ROOT, assignments
+from autograder.publish import answers
+from autograder.publish.layout import ROOT, assignments
 
 PLANTED_COURSE = '''"""A module that looks harmless."""
 
@@ -52,11 +54,12 @@ def checked(tmp_path_factory):
     and the planted answers."""
     tmp = tmp_path_factory.mktemp("answers")
     edition = tmp / "edition" / "freezing-course"
-    run = subprocess.run([sys.executable, "-m", "autograder.student_edition", str(edition), "--no-check"],
-                         cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "autograder.publish.student_edition", str(edition),
+                          "--no-check"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     same = filecmp.dircmp(ROOT / "course", edition / "course", ignore=["__pycache__"])
-    assert not (same.left_only + same.right_only + same.diff_files), "the edition ships the course package as is"
+    assert not (same.left_only + same.right_only + same.diff_files), \
+        "the edition ships the course package as is"
 
     planted = tmp / "planted"
     shutil.copytree(ROOT / "course", planted / "course", ignore=shutil.ignore_patterns("__pycache__"))
@@ -85,7 +88,8 @@ def test_every_exercise_is_checked_and_its_reference_recognised(checked):
 
 
 def test_the_course_package_answers_nothing(checked):
-    """course/ (installed with every assignment): the only function that answers an exercise is the planted one."""
+    """course/ (installed with every assignment): the only function that answers an exercise is the planted
+    one."""
     findings, _ = checked
     from_course = sorted((f.candidate, f.exercise) for f in findings if f.candidate.startswith("course/"))
     assert from_course == [("course/helpers.py:frozen_prefix", "freeze_to")], from_course
@@ -113,9 +117,12 @@ def test_planted_answers_are_found_and_judged(checked):
     findings, _ = checked
     found = sorted(answers.breaches(findings, label="planted:"))
     assert len(found) == 3, found
-    assert found[0].startswith("planted:release/01_layers/extra.ipynb#0:frozen_prefix answers 02_freezing's freeze_to")
-    assert found[1].startswith("planted:release/04_batchnorm/extra.ipynb#1:spread answers 03_optimizer's even_mults")
+    assert found[0].startswith("planted:release/01_layers/extra.ipynb#0:frozen_prefix "
+                               "answers 02_freezing's freeze_to")
+    assert found[1].startswith("planted:release/04_batchnorm/extra.ipynb#1:spread "
+                               "answers 03_optimizer's even_mults")
     assert found[2].startswith("planted:release/04_batchnorm/extra.ipynb#2:timm.layers.freeze_batch_norm_2d "
                                "answers 04_batchnorm's to_frozen_bn")
-    allowed = [f for f in findings if f.candidate == "planted:release/04_batchnorm/extra.ipynb#0:changed_params"]
+    allowed = [f for f in findings
+               if f.candidate == "planted:release/04_batchnorm/extra.ipynb#0:changed_params"]
     assert [f.exercise for f in allowed] == ["changed_params"]

@@ -4,8 +4,8 @@ import re
 import nbformat
 import pytest
 
-from autograder import release, strip
-from autograder.course_dir import ROOT, LayoutError, assignments
+from autograder.publish import release, strip
+from autograder.publish.layout import ROOT, LayoutError, assignments
 
 ASSIGNMENTS = assignments(ROOT)
 
@@ -56,10 +56,12 @@ def test_release_holds_no_solution_and_no_hidden_test(name):
         assert marker not in text
     released = "\n".join(c.source for c in _nb("release", name).cells)
     for cell in _nb("source", name).cells:
-        for block in re.findall(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", cell.source, flags=re.S):
+        for block in re.findall(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", cell.source,
+                                flags=re.S):
             for line in block[1].splitlines():
                 if len(line.strip()) > 25:  # short lines (`return out`) may legitimately appear elsewhere
-                    assert line not in released, f"{name}: released notebook contains hidden line {line.strip()!r}"
+                    assert line not in released, \
+                        f"{name}: released notebook contains hidden line {line.strip()!r}"
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
@@ -72,15 +74,19 @@ def test_exercise_cells_follow_the_conventions(name):
     solutions = [i for i in ids if i.endswith("_solution")]
     assert solutions, "no exercise found"
     for gid in ids:
-        assert re.fullmatch(r"[a-z][a-z0-9_]+_(solution|visible|hidden)", gid), f"grade_id {gid!r} is not descriptive"
+        assert re.fullmatch(r"[a-z][a-z0-9_]+_(solution|visible|hidden)", gid), \
+            f"grade_id {gid!r} is not descriptive"
     for sol in solutions:
         stem = sol[: -len("_solution")]
-        assert f"{stem}_visible" in ids and f"{stem}_hidden" in ids, f"{stem}: needs a visible and a hidden test cell"
+        assert f"{stem}_visible" in ids and f"{stem}_hidden" in ids, \
+            f"{stem}: needs a visible and a hidden test cell"
     for cell in _graded(nb):
         gid = cell.metadata["nbgrader"]["grade_id"]
         assert cell.metadata["nbgrader"]["locked"], f"{gid}: test cells must be locked"
-        assert re.match(r'^"""[^\n]+"""\n', cell.source), f"{gid}: a test cell starts with a one-line docstring"
+        assert re.match(r'^"""[^\n]+"""\n', cell.source), \
+            f"{gid}: a test cell starts with a one-line docstring"
         if gid.endswith("_hidden"):
             before, _, _ = cell.source.partition("### BEGIN HIDDEN TESTS")
             assert "### BEGIN HIDDEN TESTS" in cell.source, f"{gid}: no hidden tests"
-            assert "assert" in before.split('"""', 2)[2], f"{gid}: needs a visible check before the hidden block"
+            assert "assert" in before.split('"""', 2)[2], \
+                f"{gid}: needs a visible check before the hidden block"

@@ -1,5 +1,5 @@
-"""The student-only edition (autograder/student_edition.py) holds no solution and no hidden test, and updating a
-student's copy to a new edition (course/update.py) never loses the student's work."""
+"""The student-only edition (autograder/publish/student_edition.py) holds no solution and no hidden test, and
+updating a student's copy to a new edition (course/update.py) never loses the student's work."""
 import json
 import shutil
 import subprocess
@@ -8,28 +8,30 @@ import zipfile
 
 import pytest
 
-from autograder import student_edition
-from autograder.course_dir import ROOT
+from autograder.publish import student_edition
+from autograder.publish.layout import ROOT
 from course import update
-from tests.grading import strip_markers
+from tests.support.grading import strip_markers
 
 
 @pytest.fixture(scope="module")
 def edition(tmp_path_factory):
-    """The edition exported from this repository, as `python -m autograder.student_edition` writes it."""
+    """The edition exported from this repository, as `python -m autograder.publish.student_edition` writes
+    it."""
     dest = tmp_path_factory.mktemp("edition") / "freezing-course"
-    run = subprocess.run([sys.executable, "-m", "autograder.student_edition", str(dest), "--no-check",
+    run = subprocess.run([sys.executable, "-m", "autograder.publish.student_edition", str(dest), "--no-check",
                           "--archive", "zip"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     return dest
 
 
 def test_edition_holds_the_notebooks_and_package_and_nothing_instructor_only(edition):
-    """Every release notebook and the course package are there; source/, autograder/, tests/ and config are not."""
+    """Every release notebook and the course package are there; source/, autograder/, tests/ and config are
+    not."""
     for name in ("01_layers", "05_unfreezing"):
         assert (edition / "release" / name / f"{name}.ipynb").is_file()
     assert (edition / "course" / "selfcheck.py").is_file() and (edition / "course" / "update.py").is_file()
-    for absent in ("source", "autograder", "tests", "nbgrader_config.py", "Makefile"):
+    for absent in ("source", "autograder", "tests", "benchmarks", "nbgrader_config.py", "Makefile"):
         assert not (edition / absent).exists(), absent
     assert not list(edition.rglob("__pycache__"))
 
@@ -44,8 +46,8 @@ def test_scan_finds_nothing_in_the_edition_and_its_archive(edition, tmp_path):
 
 
 def test_scan_catches_a_solution_pasted_anywhere(edition, tmp_path):
-    """A solution hidden in a course module, a hidden test in a notebook, a marker and an instructor folder are
-    each reported: the scan is not a tautology."""
+    """A solution hidden in a course module, a hidden test in a notebook, a marker and an instructor folder
+    are each reported: the scan is not a tautology."""
     copy = tmp_path / "copy"
     shutil.copytree(edition, copy)
     source = json.loads((ROOT / "source" / "04_batchnorm" / "04_batchnorm.ipynb").read_text())
@@ -68,7 +70,8 @@ def test_scan_catches_a_solution_pasted_anywhere(edition, tmp_path):
 
 
 def test_export_refuses_to_overwrite_and_to_leak(tmp_path, monkeypatch):
-    """An existing folder is never overwritten; an export that would leak is refused and leaves nothing behind."""
+    """An existing folder is never overwritten; an export that would leak is refused and leaves nothing
+    behind."""
     existing = tmp_path / "there"
     existing.mkdir()
     with pytest.raises(FileExistsError):
@@ -79,7 +82,7 @@ def test_export_refuses_to_overwrite_and_to_leak(tmp_path, monkeypatch):
     assert not (tmp_path / "leaky").exists()
 
 
-# ---- updating a student's copy --------------------------------------------------------------------------------
+# ---- updating a student's copy -------------------------------------------------------------------------
 
 def _edition(folder, files):
     folder.mkdir(parents=True)
@@ -98,7 +101,8 @@ V2 = {"release/01/01.ipynb": "one v2", "release/02/02.ipynb": "two v2", "release
 
 def test_update_keeps_edited_work_and_brings_the_rest(tmp_path):
     """Edited notebook kept, its new version beside it; deleted one restored; untouched one updated; new one
-    added; a file the edition dropped and the student's own files left alone; updating again changes nothing."""
+    added; a file the edition dropped and the student's own files left alone; updating again changes
+    nothing."""
     student = tmp_path / "student"
     shutil.copytree(_edition(tmp_path / "v1", V1), student)
     (student / "release/01/01.ipynb").write_text("one v1 + my answers")
@@ -107,7 +111,8 @@ def test_update_keeps_edited_work_and_brings_the_rest(tmp_path):
     v2 = _edition(tmp_path / "v2", V2)
 
     plan = update.update(v2, student)
-    assert plan.kept == ["release/01/01.ipynb"] and plan.beside == {"release/01/01.ipynb": "release/01/01.new.ipynb"}
+    assert plan.kept == ["release/01/01.ipynb"] \
+        and plan.beside == {"release/01/01.ipynb": "release/01/01.new.ipynb"}
     assert plan.restored == ["release/02/02.ipynb"]
     assert sorted(plan.replaced) == ["release/03/03.ipynb"]
     assert plan.added == ["release/06/06.ipynb"] and plan.dropped == ["course/gone.py"]
@@ -116,12 +121,14 @@ def test_update_keeps_edited_work_and_brings_the_rest(tmp_path):
     assert (student / "release/02/02.ipynb").read_text() == "two v2"
     assert (student / "release/03/03.ipynb").read_text() == "three v2"
     assert (student / "release/06/06.ipynb").read_text() == "six v2"
-    assert (student / "course/gone.py").read_text() == "gone v1" and (student / "my_notes.md").read_text() == "mine"
+    assert (student / "course/gone.py").read_text() == "gone v1" \
+        and (student / "my_notes.md").read_text() == "mine"
 
     before = update.manifest(student)
     again = update.update(v2, student)
     assert update.manifest(student) == before and not again.added + again.restored + again.replaced
-    assert again.beside == {"release/01/01.ipynb": "release/01/01.new.ipynb"}  # the same copy, not a second one
+    # the same copy, not a second one
+    assert again.beside == {"release/01/01.ipynb": "release/01/01.new.ipynb"}
 
 
 def test_update_without_a_manifest_keeps_every_differing_file(tmp_path):
@@ -155,7 +162,7 @@ def test_update_cli_from_an_archive_and_dry_run(tmp_path):
     assert bad.returncode == 2 and "not a student edition" in bad.stderr
 
 
-# ---- the edition loads the student's own earlier answers -------------------------------------------------------
+# ---- the edition loads the student's own earlier answers ----------------------------------------------
 
 def test_edition_cells_load_the_students_own_earlier_answers(edition, tmp_path, monkeypatch):
     """Notebook 05's given cell became calls to course.earlier: run in a copy of the course's folders where
@@ -171,7 +178,7 @@ def test_edition_cells_load_the_students_own_earlier_answers(edition, tmp_path, 
     (tmp_path / "solved" / "05_unfreezing").mkdir()
     monkeypatch.chdir(tmp_path / "solved" / "05_unfreezing")
     space = {}
-    exec(source, space)
+    exec(source, space)  # noqa: S102  (the edition's own cell, run as the student's kernel would)
     import torch
 
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
@@ -185,9 +192,10 @@ def test_edition_cells_load_the_students_own_earlier_answers(edition, tmp_path, 
     net(torch.ones(1, 2)).sum().backward()
     assert set(space["grad_norms"](net)) == {n for n, p in net.named_parameters() if p.requires_grad}
 
-    shutil.copy(edition / "release" / "02_freezing" / "02_freezing.ipynb", tmp_path / "solved" / "02_freezing")
+    shutil.copy(edition / "release" / "02_freezing" / "02_freezing.ipynb",
+                tmp_path / "solved" / "02_freezing")
     with pytest.raises(NotImplementedError, match="freeze_to in .*02_freezing.ipynb is not written yet"):
-        exec(source, {})
+        exec(source, {})  # noqa: S102  (the same cell, with 02 unsolved)
 
 
 def test_scan_refuses_a_given_cell_left_in_the_edition(edition, tmp_path):

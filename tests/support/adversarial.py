@@ -1,4 +1,5 @@
-"""The adversarial corpus: submissions of 01_layers that attack the grader, each with an honest grader's score.
+"""The adversarial corpus: submissions of 01_layers that attack the grader, each with an honest \
+grader's score.
 
 Every case starts from the reference solution (10 points: count_params 3, grad_norms 3, params_reached 4)
 and changes it. A cheat that tries to win points always comes with a wrong answer, so that earning nothing
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-from tests.grading import Case, build_submission
+from tests.support.grading import Case, build_submission
 
 ASSIGNMENT = "01_layers"
 EXERCISES = {
@@ -68,9 +69,10 @@ class Attack:
     """One adversarial submission.
 
     name: the student id. why: what it attacks. earns: {exercise: points} an honest grader gives.
-    status: the Result status expected (or a tuple of those accepted). cells: {solution cell grade_id: code} replacing the solution.
+    status: the Result status expected (or a tuple of those accepted). \
+cells: {solution cell grade_id: code} replacing the solution.
     after: [(grade_id or None for the end, code)] cells the student added after a cell. edit / delete: as
-    in tests.grading.Case. raw: bytes written instead of a notebook (None: build one). notebook: False
+    in tests.support.grading.Case. raw: bytes written instead of a notebook (None: build one). notebook: False
     means the folder holds no notebook at all. kernelspec / minor / duplicate / split: see build().
     folder: the folder name under submitted/ when it is not ``name`` (an id the grader must refuse).
     layout: ``layout(folder, fill)`` makes the submission's files itself (links, FIFOs, odd files), after the
@@ -129,7 +131,8 @@ for target in [{path_expr}]:
 '''
 
 
-# ---- against the judge (autograder.judge): the tests run in another process; these try every way to reach them --
+# ---- against the judge (autograder.judge.process) ----------------------------------------------------------
+# The tests run in another process; these try every way to reach them.
 
 LIAR_INT = '''
 class _Liar(int):
@@ -183,7 +186,7 @@ def params_reached(loss, model):
 '''
 OWN_SERVER = '''
 import os, socket, threading
-from autograder import wire
+from autograder.judge import wire
 from ipykernel.connect import get_connection_file
 _path = os.path.join(os.path.dirname(get_connection_file()), "judge.sock")
 os.unlink(_path)
@@ -206,12 +209,13 @@ threading.Thread(target=_answer_yes, daemon=True).start()
 '''
 CALL_THE_JUDGE = '''
 import os, socket
-from autograder import wire
+from autograder.judge import wire
 from ipykernel.connect import get_connection_file
 try:
     _s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     _s.connect(os.path.join(os.path.dirname(get_connection_file()), "judge.sock"))
-    wire.send_frame(_s, {"op": "test", "id": 1, "grade_id": "count_params_hidden", "passed": True, "sync": []})
+    wire.send_frame(_s, {"op": "test", "id": 1, "grade_id": "count_params_hidden", \
+"passed": True, "sync": []})
     wire.send_frame(_s, {"answer": 1, "value": ["b", True], "sync": []})
     _s.close()
     print("sent to the socket")
@@ -220,9 +224,11 @@ except Exception as err:
 '''
 SEARCH_FOR_TESTS = '''
 import ctypes, hashlib, re
-# The sandbox's kernel changed its uid at start, which makes /proc/self/mem root's: make it the kernel's again.
+# The sandbox's kernel changed its uid at start, which makes /proc/self/mem root's: \
+make it the kernel's again.
 ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
-# Two messages of the hidden tests, known here only by a prefix, their length and their sha256: the search must
+# Two messages of the hidden tests, known here only by a prefix, their length and their sha256: \
+the search must
 # not itself put the text it looks for into memory.
 _wanted = [(b"the tied emb", 51, "cf55d3abde02c525b35e5a7a0e3e17f5d67d213cbc3d4ada338cd0886eacae0d"),
            (b"a dead ReLU u", 74, "2f9019f96c8319906fd13b6742b762dd64804e17ed5254f2dc94ef1d1edf19ef")]
@@ -258,7 +264,7 @@ class TiedLM(_nn.Module):
 nn = None
 '''
 BAD_TENSORS = '''
-from autograder import wire
+from autograder.judge import wire
 def _lie(self, t, depth):
     self._blobs.append(b"four")
     return ["T", "k-nothing", "t", "float32", [10**6], len(self._blobs) - 1, False, None]
@@ -269,75 +275,93 @@ ATTACKS = [
     Attack("honest_solution", "control: the reference solution", full()),
     # the judge: monkeypatching the kernel reaches nothing the tests use
     Attack("patch_assertion_error", "builtins.AssertionError replaced in the kernel", full(count_params=0),
-           cells={"count_params_solution": "import builtins\nbuiltins.AssertionError = type('AssertionError', "
-                  "(BaseException,), {})\n" + WRONG_COUNT}),
-    Attack("patch_exec", "builtins.exec and eval replaced in the kernel (plain nbgrader then runs no test at all)",
+           cells={"count_params_solution": "import builtins\nbuiltins.AssertionError = "
+                  "type('AssertionError', (BaseException,), {})\n" + WRONG_COUNT}),
+    Attack("patch_exec", "builtins.exec and eval replaced in the kernel "
+           "(plain nbgrader then runs no test at all)",
            full(params_reached=0), cells={"params_reached_solution": "import builtins\n"
                   "builtins.exec = lambda *a, **k: None\nbuiltins.eval = lambda *a, **k: True\n"
                   "def params_reached(loss, model):\n    return []\n"}),
     Attack("patch_numpy", "numpy's isclose and allclose always True", full(grad_norms=0),
-           cells={"grad_norms_solution": "import numpy\nnumpy.isclose = numpy.allclose = lambda *a, **k: True\n"
-                  + WRONG_NORMS}),
-    Attack("patch_torch_functions", "torch.linalg.vector_norm and Tensor.sqrt/pow bent to agree with an L1 norm",
+           cells={"grad_norms_solution": "import numpy\n"
+                  "numpy.isclose = numpy.allclose = lambda *a, **k: True\n" + WRONG_NORMS}),
+    Attack("patch_torch_functions", "torch.linalg.vector_norm and Tensor.sqrt/pow bent to agree "
+           "with an L1 norm",
            full(grad_norms=0), cells={"grad_norms_solution": "import torch\ntorch.linalg.vector_norm = "
                   "lambda x, *a, **k: x.abs().sum()\ntorch.Tensor.pow = lambda self, e: self.abs()\n"
                   "torch.Tensor.sqrt = lambda self: self\n" + WRONG_NORMS}),
     Attack("patch_module_class", "nn.Module.parameters and named_parameters replaced in the kernel",
            full(count_params=0), cells={"count_params_solution": "import torch.nn as nn\n"
                   "nn.Module.parameters = lambda self, recurse=True: iter([])\n" + SOLUTION_COUNT}),
-    Attack("rebind_test_fixtures", "rebinds tiny_cnn, TiedLM and nn in the kernel: tests use the instructor's own",
+    Attack("rebind_test_fixtures", "rebinds tiny_cnn, TiedLM and nn in the kernel: "
+           "tests use the instructor's own",
            full(count_params=0), cells={"count_params_solution": TRUSTED_NAMES_REBOUND + WRONG_COUNT},
-           after=[("count_params_solution", "import torch.nn as nn\nfrom course.models import tiny_cnn, TiedLM\n")]),
+           after=[("count_params_solution",
+                   "import torch.nn as nn\nfrom course.models import tiny_cnn, TiedLM\n")]),
     # the judge: values that lie about equality, type or hash arrive as data or as handles
-    Attack("values_that_equal_everything", "an int, float and list subclass whose == is always True (and - lies)",
+    Attack("values_that_equal_everything", "an int, float and list subclass whose == is always True "
+           "(and - lies)",
            ZERO, cells={"count_params_solution": LIAR_INT, "grad_norms_solution": LIAR_FLOATS,
                         "params_reached_solution": EQUAL_LIST}),
-    Attack("objects_that_equal_everything", "an object equal to anything (int() 26) and a dict subclass likewise",
+    Attack("objects_that_equal_everything", "an object equal to anything (int() 26) "
+           "and a dict subclass likewise",
            full(count_params=0, grad_norms=0),
            cells={"count_params_solution": ALWAYS_EQUAL, "grad_norms_solution": EQUAL_DICT}),
     # the judge: its state, its entry points and the tests' sources are not in the kernel
-    Attack("own_judge_server", "replaces the kernel's judge socket with a server that answers True to everything",
+    Attack("own_judge_server", "replaces the kernel's judge socket with a server that answers True "
+           "to everything",
            ZERO, cells={"count_params_solution": OWN_SERVER + SOLUTION_COUNT}),
     Attack("call_the_judge", "connects to the judge socket and sends a 'test passed' message itself",
            full(count_params=0), cells={"count_params_solution": CALL_THE_JUDGE + WRONG_COUNT}),
-    Attack("search_memory_for_tests", "searches the kernel's whole memory for the hidden tests after they ran",
-           full(count_params=0), cells={"count_params_solution": WRONG_COUNT}, after=[(None, SEARCH_FOR_TESTS)]),
+    Attack("search_memory_for_tests", "searches the kernel's whole memory for the hidden tests "
+           "after they ran", full(count_params=0),
+           cells={"count_params_solution": WRONG_COUNT}, after=[(None, SEARCH_FOR_TESTS)]),
     # the judge: blocking, flooding and killing the kernel in the middle of a call
     Attack("huge_answer", "params_reached returns 300 MiB", full(params_reached=0),
-           cells={"params_reached_solution": "def params_reached(loss, model):\n    return b'x' * (300 * 2**20)\n"}),
+           cells={"params_reached_solution": "def params_reached(loss, model):\n"
+                  "    return b'x' * (300 * 2**20)\n"}),
     Attack("deep_answer", "params_reached returns a list nested 100,000 deep", full(params_reached=0),
            cells={"params_reached_solution": "def params_reached(loss, model):\n    out = []\n"
                   "    for _ in range(100_000):\n        out = [out]\n    return out\n"}),
     Attack("many_values_answer", "params_reached returns 600,000 strings", full(params_reached=0),
-           cells={"params_reached_solution": "def params_reached(loss, model):\n    return ['x'] * 600_000\n"}),
-    Attack("malformed_tensors", "patches the kernel's encoder to describe tensors that do not fit their bytes",
+           cells={"params_reached_solution": "def params_reached(loss, model):\n"
+                  "    return ['x'] * 600_000\n"}),
+    Attack("malformed_tensors", "patches the kernel's encoder to describe tensors "
+           "that do not fit their bytes",
            full(grad_norms=0, params_reached=0), cells={"grad_norms_solution": BAD_TENSORS + SOLUTION_NORMS}),
     Attack("exit_in_a_call", "params_reached ends the kernel (os._exit) while a test is calling it",
            full(params_reached=0), status="crashed",
-           cells={"params_reached_solution": "import os\ndef params_reached(loss, model):\n    os._exit(1)\n"}),
-    Attack("hang_in_a_call", "params_reached never returns: the test fails at its time limit", full(params_reached=0),
-           cells={"params_reached_solution": "def params_reached(loss, model):\n    while True:\n        pass\n"}),
+           cells={"params_reached_solution": "import os\n"
+                  "def params_reached(loss, model):\n    os._exit(1)\n"}),
+    Attack("hang_in_a_call", "params_reached never returns: the test fails at its time limit",
+           full(params_reached=0), cells={"params_reached_solution": "def params_reached(loss, model):\n"
+                  "    while True:\n        pass\n"}),
     Attack("interrupt_in_a_call", "count_params raises KeyboardInterrupt and SystemExit inside a test's call",
-           full(count_params=0), cells={"count_params_solution": "def count_params(model, trainable_only=False):\n"
+           full(count_params=0),
+           cells={"count_params_solution": "def count_params(model, trainable_only=False):\n"
                   "    raise KeyboardInterrupt if trainable_only else SystemExit(0)\n"}),
-    Attack("print_in_a_call", "grad_norms prints 8 MB each time a test calls it (not a cheat: full marks)", full(),
-           cells={"grad_norms_solution": SOLUTION_NORMS.replace("def grad_norms(model):\n",
+    Attack("print_in_a_call", "grad_norms prints 8 MB each time a test calls it (not a cheat: full marks)",
+           full(), cells={"grad_norms_solution": SOLUTION_NORMS.replace("def grad_norms(model):\n",
                   "def grad_norms(model):\n    print('z' * 8 * 2**20)\n")}),
-    Attack("honest_wrong", "control: one wrong exercise", full(count_params=0), cells={"count_params_solution": WRONG_COUNT}),
-    Attack("infinite_loop", "a loop that never ends in a solution cell (cell time limit)", full(count_params=0),
-           cells={"count_params_solution": "while True:\n    pass\n" + SOLUTION_COUNT}),
+    Attack("honest_wrong", "control: one wrong exercise", full(count_params=0),
+           cells={"count_params_solution": WRONG_COUNT}),
+    Attack("infinite_loop", "a loop that never ends in a solution cell (cell time limit)",
+           full(count_params=0), cells={"count_params_solution": "while True:\n    pass\n" + SOLUTION_COUNT}),
     Attack("sleep_forever", "time.sleep forever", full(count_params=0),
            cells={"count_params_solution": "import time\ntime.sleep(10**9)\n" + SOLUTION_COUNT}),
     Attack("os_exit", "the kernel exits (os._exit) in the second exercise: the first keeps its points",
            full(grad_norms=0, params_reached=0), status="crashed",
            cells={"grad_norms_solution": "import os\nos._exit(3)\n"}),
-    Attack("segfault", "a segfault through ctypes in the second exercise", full(grad_norms=0, params_reached=0),
-           status="crashed", cells={"grad_norms_solution": "import ctypes\nctypes.string_at(0)\n"}),
+    Attack("segfault", "a segfault through ctypes in the second exercise",
+           full(grad_norms=0, params_reached=0), status="crashed",
+           cells={"grad_norms_solution": "import ctypes\nctypes.string_at(0)\n"}),
     Attack("memory_bomb", "allocates until memory runs out", full(count_params=0),
-           cells={"count_params_solution": "hog = []\nwhile True:\n    hog.append(bytearray(2**28))\n" + SOLUTION_COUNT}),
+           cells={"count_params_solution": "hog = []\nwhile True:\n    hog.append(bytearray(2**28))\n"
+                  + SOLUTION_COUNT}),
     # Under load the forking cell can outlast its time limit and leave the kernel unable to answer, so the
     # bomb sits in the last exercise: it loses that one (graded or crashed), the earlier ones keep theirs.
-    Attack("fork_bomb", "forks until no more processes may be made", full(params_reached=0), status=("graded", "crashed"),
+    Attack("fork_bomb", "forks until no more processes may be made", full(params_reached=0),
+           status=("graded", "crashed"),
            cells={"params_reached_solution": "import os\nwhile True:\n    os.fork()\n"}),
     Attack("output_flood", "prints 20 MB (not a cheat: full marks, but the output is cut)", full(),
            after=[("count_params_solution", "for i in range(200_000):\n    print('spam ' * 20)\n")]),
@@ -346,53 +370,79 @@ ATTACKS = [
     Attack("write_source", "overwrites the instructor's source notebook", full(count_params=0),
            cells={"count_params_solution": WRONG_COUNT},
            after=[(None, _write('"{course}/source/01_layers/01_layers.ipynb"', "source"))]),
-    Attack("write_release", "overwrites release/", full(count_params=0), cells={"count_params_solution": WRONG_COUNT},
+    Attack("write_release", "overwrites release/", full(count_params=0),
+           cells={"count_params_solution": WRONG_COUNT},
            after=[(None, _write('"{course}/release/01_layers/01_layers.ipynb"', "release"))]),
     Attack("write_other_student", "overwrites another student's submission", full(count_params=0),
            cells={"count_params_solution": WRONG_COUNT},
-           after=[(None, _write('"{course}/submitted/honest_solution/01_layers/01_layers.ipynb"', "other student"))]),
+           after=[(None, _write('"{course}/submitted/honest_solution/01_layers/01_layers.ipynb"',
+                                "other student"))]),
     Attack("write_home", "writes into the instructor's home folder", full(count_params=0),
            cells={"count_params_solution": WRONG_COUNT}, after=[(None, _write('"{home_canary}"', "home"))]),
     Attack("read_hidden_tests", "reads the hidden tests from source/ and prints them", full(count_params=0),
            cells={"count_params_solution": WRONG_COUNT},
-           after=[(None, 'try:\n    print(open("{course}/source/01_layers/01_layers.ipynb").read())\nexcept Exception as err:\n    print("source:", type(err).__name__)\n')]),
+           after=[(None, 'try:\n    print(open("{course}/source/01_layers/01_layers.ipynb").read())\n'
+                         'except Exception as err:\n    print("source:", type(err).__name__)\n')]),
     Attack("network", "opens a TCP connection to a server on the host", full(count_params=0),
            cells={"count_params_solution": WRONG_COUNT},
-           after=[(None, 'import socket\ntry:\n    socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"leak")\n    print("connected")\nexcept Exception as err:\n    print("network:", type(err).__name__, err)\n')]),
+           after=[(None, 'import socket\ntry:\n'
+                         '    socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"leak")\n'
+                         '    print("connected")\nexcept Exception as err:\n'
+                         '    print("network:", type(err).__name__, err)\n')]),
     Attack("patch_math_isclose", "math.isclose always True, with a wrong grad_norms (L1 instead of L2)",
-           full(grad_norms=0), cells={"grad_norms_solution": "import math\nmath.isclose = lambda *a, **k: True\n" + WRONG_NORMS}),
+           full(grad_norms=0),
+           cells={"grad_norms_solution": "import math\nmath.isclose = lambda *a, **k: True\n" + WRONG_NORMS}),
     Attack("patch_builtins_abs", "builtins.abs returns 0 so the visible test's tolerance check passes",
-           full(grad_norms=0), cells={"grad_norms_solution": "import builtins\nbuiltins.abs = lambda x: 0\n" + WRONG_NORMS}),
+           full(grad_norms=0),
+           cells={"grad_norms_solution": "import builtins\nbuiltins.abs = lambda x: 0\n" + WRONG_NORMS}),
     Attack("patch_tensor_eq", "patches torch.Tensor.__eq__ in the kernel: the judge's tensors are its own",
            full(grad_norms=0),
-           cells={"grad_norms_solution": "import torch\ntorch.Tensor.__eq__ = lambda self, other: True\n" + WRONG_NORMS}),
+           cells={"grad_norms_solution": "import torch\ntorch.Tensor.__eq__ = lambda self, other: True\n"
+                  + WRONG_NORMS}),
     Attack("patch_torch_restoring", "a torch.equal that restores itself after answering True once",
-           full(grad_norms=0), cells={"grad_norms_solution": "import torch\n_real = torch.equal\ndef _fake(*a, **k):\n    torch.equal = _real\n    return True\ntorch.equal = _fake\nimport math\n_iscl = math.isclose\nmath.isclose = lambda *a, **k: True\n" + WRONG_NORMS}),
-    Attack("patch_course", "replaces the course package's tiny_cnn used by the hidden tests", full(count_params=0),
-           cells={"count_params_solution": "import course.models, torch.nn as nn\ncourse.models.tiny_cnn = lambda num_classes=2: nn.Linear(1, 1)\n" + WRONG_COUNT}),
+           full(grad_norms=0), cells={"grad_norms_solution": "import torch\n_real = torch.equal\n"
+                  "def _fake(*a, **k):\n    torch.equal = _real\n    return True\ntorch.equal = _fake\n"
+                  "import math\n_iscl = math.isclose\nmath.isclose = lambda *a, **k: True\n" + WRONG_NORMS}),
+    Attack("patch_course", "replaces the course package's tiny_cnn used by the hidden tests",
+           full(count_params=0), cells={"count_params_solution": "import course.models, torch.nn as nn\n"
+                  "course.models.tiny_cnn = lambda num_classes=2: nn.Linear(1, 1)\n" + WRONG_COUNT}),
     Attack("hide_tracebacks", "silences IPython's traceback display so failed tests show no error",
-           full(grad_norms=0), cells={"grad_norms_solution": "get_ipython().showtraceback = lambda *a, **k: None\n" + WRONG_NORMS}),
+           full(grad_norms=0),
+           cells={"grad_norms_solution": "get_ipython().showtraceback = lambda *a, **k: None\n"
+                  + WRONG_NORMS}),
     Attack("strip_asserts", "an input transformer that deletes assert lines from every later cell",
-           full(grad_norms=0), cells={"grad_norms_solution": "def _no_asserts(lines):\n    return [l for l in lines if not l.lstrip().startswith('assert')]\nget_ipython().input_transformers_post.append(_no_asserts)\n" + WRONG_NORMS}),
-    Attack("shadow_runner", "defines a __grader_test__ that does nothing (the old entry point; tests never run here)",
+           full(grad_norms=0), cells={"grad_norms_solution": "def _no_asserts(lines):\n"
+                  "    return [l for l in lines if not l.lstrip().startswith('assert')]\n"
+                  "get_ipython().input_transformers_post.append(_no_asserts)\n" + WRONG_NORMS}),
+    Attack("shadow_runner", "defines a __grader_test__ that does nothing "
+           "(the old entry point; tests never run here)",
            full(grad_norms=0),
            cells={"grad_norms_solution": "def __grader_test__(*args):\n    pass\n" + WRONG_NORMS}),
     Attack("forge_records", "writes a fake 'test passed' line into every pipe it holds", full(grad_norms=0),
-           cells={"grad_norms_solution": "import os, stat\nfor fd in range(3, 256):\n    try:\n        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n            os.write(fd, b'\\n5 test {\"grade_id\":\"grad_norms_hidden\",\"passed\":true} 00\\n')\n    except OSError:\n        pass\n" + WRONG_NORMS}),
+           cells={"grad_norms_solution": "import os, stat\nfor fd in range(3, 256):\n    try:\n"
+                  "        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
+                  "            os.write(fd, b'\\n5 test {\"grade_id\":\"grad_norms_hidden\","
+                  "\"passed\":true} 00\\n')\n"
+                  "    except OSError:\n        pass\n" + WRONG_NORMS}),
     Attack("forge_via_json", "patches json so that anything saying 'passed' says True, then kills the kernel",
            full(grad_norms=0, params_reached=0), status="crashed",
-           cells={"grad_norms_solution": "import json\n_encode = json.JSONEncoder.encode\ndef _lie(self, o):\n"
+           cells={"grad_norms_solution": "import json\n_encode = json.JSONEncoder.encode\n"
+                  "def _lie(self, o):\n"
                   "    if isinstance(o, dict) and 'passed' in o:\n        o = dict(o, passed=True, why='')\n"
                   "    return _encode(self, o)\njson.JSONEncoder.encode = _lie\n" + WRONG_NORMS,
                   "params_reached_solution": "import os\nos._exit(3)\n"}),
-    Attack("gc_reach", "walks the garbage collector for the grader's internals (there are none: full marks)", full(),
+    Attack("gc_reach", "walks the garbage collector for the grader's internals (there are none: full marks)",
+           full(),
            cells={"grad_norms_solution": "import gc\n_all = gc.get_objects()\n" + SOLUTION_NORMS}),
-    Attack("redefine_after_tests", "wrong answer, then a correct one defined after the tests ran", full(count_params=0),
+    Attack("redefine_after_tests", "wrong answer, then a correct one defined after the tests ran",
+           full(count_params=0),
            cells={"count_params_solution": WRONG_COUNT}, after=[(None, SOLUTION_COUNT)]),
     Attack("edit_locked_test", "replaces a test cell with `pass`", full(count_params=0),
-           cells={"count_params_solution": WRONG_COUNT}, edit={"count_params_visible": "pass", "count_params_hidden": "pass"}),
+           cells={"count_params_solution": WRONG_COUNT},
+           edit={"count_params_visible": "pass", "count_params_hidden": "pass"}),
     Attack("delete_test_cells", "deletes the test cells of a wrong exercise", full(count_params=0),
-           cells={"count_params_solution": WRONG_COUNT}, delete=("count_params_visible", "count_params_hidden")),
+           cells={"count_params_solution": WRONG_COUNT},
+           delete=("count_params_visible", "count_params_hidden")),
     Attack("changed_kernelspec", "metadata asks for a bash kernel", full(),
            kernelspec={"name": "bash", "display_name": "Bash", "language": "bash"}),
     Attack("nbformat_44", "nbformat 4.4 without cell ids (full marks)", full(), minor=4),
@@ -400,35 +450,40 @@ ATTACKS = [
            duplicate="count_params_solution"),
     Attack("split_cell", "a solution cell split in two, both halves with its metadata (full marks)", full(),
            split="grad_norms_solution"),
-    Attack("invalid_json", "a truncated notebook", ZERO, status="rejected", raw=b'{"cells": [{"cell_type": "code", '),
+    Attack("invalid_json", "a truncated notebook", ZERO, status="rejected",
+           raw=b'{"cells": [{"cell_type": "code", '),
     Attack("binary_junk", "random bytes", ZERO, status="rejected", raw=bytes(range(256)) * 64),
     Attack("empty_file", "an empty file", ZERO, status="rejected", raw=b""),
     Attack("missing_notebook", "a folder without the notebook", ZERO, status="rejected", notebook=False),
     Attack("other_assignment", "the notebook of 02_freezing handed in as 01_layers", ZERO, status="rejected",
            other_assignment="02_freezing"),
-    # Limits of the sandbox as a whole (autograder.cgroup, autograder.sandbox.mount_runtime) and of what its output
-    # may cost the grader (autograder.judged_execute). Each scores the same where the machine cannot enforce them.
-    # Children that together pass the sandbox's memory are tested on a kernel with a 1.5 GiB sandbox
-    # (tests/test_sandbox_limits.py): at this run's 8 GiB the OOM killer takes 10-15 s to act, over the cell limit.
-    Attack("fill_runtime_folder", "writes 640 MiB into the runtime folder that holds its connection file and sockets "
-           "(bound read-write; a 16 MiB tmpfs when grading as root)", full(count_params=0),
+    # Limits of the sandbox as a whole (autograder.sandbox.cgroup, autograder.sandbox.policy.mount_runtime)
+    # and of what its output may cost the grader (autograder.judge.judged_execute). Each scores the same
+    # where the machine cannot enforce them. Children that together pass the sandbox's memory are tested on a
+    # kernel with a 1.5 GiB sandbox (tests/grader/test_sandbox_limits.py): at this run's 8 GiB the OOM
+    # killer takes 10-15 s to act, over the cell limit.
+    Attack("fill_runtime_folder", "writes 640 MiB into the runtime folder that holds its connection file "
+           "and sockets (bound read-write; a 16 MiB tmpfs when grading as root)", full(count_params=0),
            cells={"count_params_solution": FILL_RUNTIME + WRONG_COUNT}),
-    Attack("print_1gib", "prints up to 1 GiB in 1 MiB messages until the cell's time limit (not a cheat: full marks; "
-           "nbgrader keeps 4 MiB of it; the whole 1 GiB: tests/test_sandbox_limits.py)", full(),
-           after=[("count_params_solution", "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (2**20 - 1) + "
-                   "'\\n')\n    sys.stdout.flush()\n")]),
-    Attack("print_one_huge_message", "one 64 MiB message, over the 8 MiB a message may have (not a cheat: full "
-           "marks; the message is dropped and the later cells keep their output)", full(),
-           after=[("count_params_solution", "import sys\nsys.stdout.write('y' * 64 * 2**20)\nsys.stdout.flush()\n")]),
-    # libzmq reads a message whole, and no cap bounds the number of its parts: nbgrader's own memory limit ends
-    # it (crashed; every test had run and is scored from the judge's results) where there is a cgroup.
-    Attack("many_part_message", "one message of 384 parts of 4 MiB (1.5 GiB) sent to nbgrader after the last test",
+    Attack("print_1gib", "prints up to 1 GiB in 1 MiB messages until the cell's time limit "
+           "(not a cheat: full marks; nbgrader keeps 4 MiB of it; the whole 1 GiB: "
+           "tests/grader/test_sandbox_limits.py)", full(),
+           after=[("count_params_solution", "import sys\nfor _ in range(1024):\n"
+                   "    sys.stdout.write('x' * (2**20 - 1) + '\\n')\n    sys.stdout.flush()\n")]),
+    Attack("print_one_huge_message", "one 64 MiB message, over the 8 MiB a message may have "
+           "(not a cheat: full marks; the message is dropped and the later cells keep their output)", full(),
+           after=[("count_params_solution",
+                   "import sys\nsys.stdout.write('y' * 64 * 2**20)\nsys.stdout.flush()\n")]),
+    # libzmq reads a message whole, and no cap bounds the number of its parts: nbgrader's own memory limit
+    # ends it (crashed; every test had run and is scored from the judge's results) where there is a cgroup.
+    Attack("many_part_message", "one message of 384 parts of 4 MiB (1.5 GiB) sent to nbgrader "
+           "after the last test",
            full(count_params=0), status=("crashed", "graded"), cells={"count_params_solution": WRONG_COUNT},
            after=[(None, MANY_PARTS)]),
 ]
 
 
-# ---- the files around the notebook: the intake reads them in the trusted parent ------------------------------
+# ---- the files around the notebook: the intake reads them in the trusted parent ----------------------------
 def _link(target, name="01_layers.ipynb"):
     """A layout: ``name`` in the submission folder is a symbolic link to ``target`` ({course} filled in)."""
     def layout(folder, fill):
@@ -479,7 +534,8 @@ def _raw(mutate):
 
 
 def _deep_metadata(folder, fill):
-    """An honest notebook whose metadata holds an object nested 5,000 deep (JSON text: no encoder recursion)."""
+    """An honest notebook whose metadata holds an object nested 5,000 deep \
+(JSON text: no encoder recursion)."""
     text = _raw(lambda nb: nb["metadata"].update(deep="@DEEP@")).decode()
     (folder / "01_layers.ipynb").write_text(text.replace('"@DEEP@"', '{"x": ' * 5000 + "{}" + "}" * 5000))
 
@@ -500,8 +556,8 @@ def _grade_id_object(nb):
 
 
 FILE_ATTACKS = [
-    Attack("link_to_source", "the notebook is a link to the instructor's source notebook (its solutions)", ZERO,
-           status="rejected", layout=_link("{course}/source/01_layers/01_layers.ipynb")),
+    Attack("link_to_source", "the notebook is a link to the instructor's source notebook (its solutions)",
+           ZERO, status="rejected", layout=_link("{course}/source/01_layers/01_layers.ipynb")),
     Attack("link_relative", "the notebook is a relative link up to source/", ZERO, status="rejected",
            layout=_link("../../../source/01_layers/01_layers.ipynb")),
     Attack("link_student_folder", "submitted/<student> is a link to another student's folder", ZERO,
@@ -512,42 +568,47 @@ FILE_ATTACKS = [
            layout=_folder_named_like_the_notebook),
     Attack("notebook_is_fifo", "the notebook is a FIFO (a plain read would block the grader forever)", ZERO,
            status="rejected", layout=_fifo("01_layers.ipynb")),
-    Attack("notebook_too_big", "a 60 MiB notebook (sparse: refused before it is read)", ZERO, status="rejected",
-           layout=_sparse_notebook),
-    Attack("timestamp_fifo", "an honest notebook beside a timestamp.txt that is a FIFO", ZERO, status="rejected",
-           layout=_fifo("timestamp.txt")),
+    Attack("notebook_too_big", "a 60 MiB notebook (sparse: refused before it is read)", ZERO,
+           status="rejected", layout=_sparse_notebook),
+    Attack("timestamp_fifo", "an honest notebook beside a timestamp.txt that is a FIFO", ZERO,
+           status="rejected", layout=_fifo("timestamp.txt")),
     Attack("timestamp_dev_zero", "timestamp.txt is a link to /dev/zero (reads without end)", ZERO,
            status="rejected", layout=_link("/dev/zero", "timestamp.txt")),
     Attack("timestamp_not_a_date", "timestamp.txt holds no date", ZERO, status="rejected",
            layout=_text("timestamp.txt", "the day before the deadline, honest\n")),
     Attack("timestamp_huge", "a 1 MiB timestamp.txt", ZERO, status="rejected",
            layout=_text("timestamp.txt", "2026-01-01 00:00:00" + " " * 2**20)),
-    Attack("secret_link", "submission_secret.txt is a link to a file of the instructor's (never copied; full marks)",
+    Attack("secret_link", "submission_secret.txt is a link to a file of the instructor's "
+           "(never copied; full marks)",
            full(), layout=_link("{course}/nbgrader_config.py", "submission_secret.txt")),
-    Attack("deep_json", "JSON nested 100,000 deep (RecursionError in a plain parser)", ZERO, status="rejected",
-           raw=b"[" * 100_000 + b"]" * 100_000),
+    Attack("deep_json", "JSON nested 100,000 deep (RecursionError in a plain parser)", ZERO,
+           status="rejected", raw=b"[" * 100_000 + b"]" * 100_000),
     Attack("deep_metadata", "an honest notebook whose metadata nests 5,000 deep", ZERO, status="rejected",
            layout=_deep_metadata),
     Attack("minor_as_string", "nbformat_minor given as a string", ZERO, status="rejected",
            layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(
                _raw(lambda nb: _set_fields(nb, nbformat_minor="5")))),
     Attack("source_as_number", "a cell whose source is a number", ZERO, status="rejected",
-           layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(_raw(_cell_field(0, "source", 7)))),
+           layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(
+               _raw(_cell_field(0, "source", 7)))),
     Attack("cell_as_list", "a cell that is a list, not an object", ZERO, status="rejected",
            layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(
                _raw(lambda nb: nb["cells"].__setitem__(0, ["code"])))),
     Attack("grade_id_object", "a grade_id that is an object", ZERO, status="rejected",
            layout=lambda folder, fill: (folder / "01_layers.ipynb").write_bytes(_raw(_grade_id_object))),
-    Attack("not_utf8", "Latin-1 bytes in the JSON", ZERO, status="rejected", raw=b'{"cells": [], "x": "\xe9"}'),
-    Attack("id_non_ascii", "a student folder named with non-ASCII letters: refused, never in the gradebook", ZERO,
-           status="rejected", folder="\u00e9l\u00e8ve", recorded=False),
+    Attack("not_utf8", "Latin-1 bytes in the JSON", ZERO, status="rejected",
+           raw=b'{"cells": [], "x": "\xe9"}'),
+    Attack("id_non_ascii", "a student folder named with non-ASCII letters: refused, never in the gradebook",
+           ZERO, status="rejected", folder="\u00e9l\u00e8ve", recorded=False),
     Attack("id_newline", "a student folder name with a newline in it", ZERO, status="rejected", folder="a\nb",
            recorded=False),
-    Attack("id_dotfile", "a student folder name starting with a dot", ZERO, status="rejected", folder=".hidden",
-           recorded=False),
-    Attack("duplicated_test_cell", "an honest solution with a test cell copied, metadata and all (full marks)", full(),
-           duplicate="count_params_hidden"),
-    Attack("deleted_honest_tests", "an honest solution whose test cells were all deleted (full marks)", full(),
+    Attack("id_dotfile", "a student folder name starting with a dot", ZERO, status="rejected",
+           folder=".hidden", recorded=False),
+    Attack("duplicated_test_cell", "an honest solution with a test cell copied, metadata and all "
+           "(full marks)",
+           full(), duplicate="count_params_hidden"),
+    Attack("deleted_honest_tests", "an honest solution whose test cells were all deleted (full marks)",
+           full(),
            delete=("count_params_visible", "count_params_hidden", "grad_norms_visible", "grad_norms_hidden",
                    "params_reached_visible", "params_reached_hidden")),
 ]
@@ -565,7 +626,8 @@ def make(attack, folder, fill):
 
 
 def build(attack, fill):
-    """The bytes of the attack's notebook (or None: no file). fill: {name: value} for the code's {placeholders}."""
+    """The bytes of the attack's notebook (or None: no file). \
+fill: {name: value} for the code's {placeholders}."""
     if attack.raw is not None:
         return attack.raw
     if not attack.notebook:
@@ -573,13 +635,16 @@ def build(attack, fill):
     if attack.other_assignment:
         nb = build_submission(Case("x", "x"), attack.other_assignment)
         return json.dumps(nb).encode()
-    code = {gid: src.replace("{course}", fill["course"]).replace("{home_canary}", fill["home_canary"]).replace("{port}", str(fill["port"]))
+    code = {gid: src.replace("{course}", fill["course"]).replace("{home_canary}", fill["home_canary"])
+            .replace("{port}", str(fill["port"]))
             for gid, src in attack.cells.items()}
-    nb = build_submission(Case(attack.name, attack.why, replace=code, edit=attack.edit, delete=attack.delete), ASSIGNMENT)
+    nb = build_submission(Case(attack.name, attack.why, replace=code, edit=attack.edit, delete=attack.delete),
+                          ASSIGNMENT)
     import nbformat
 
     for anchor, src in attack.after:
-        src = src.replace("{course}", fill["course"]).replace("{home_canary}", fill["home_canary"]).replace("{port}", str(fill["port"]))
+        src = (src.replace("{course}", fill["course"]).replace("{home_canary}", fill["home_canary"])
+               .replace("{port}", str(fill["port"])))
         index = len(nb.cells) if anchor is None else 1 + next(
             i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == anchor)
         nb.cells.insert(index, nbformat.v4.new_code_cell(src))

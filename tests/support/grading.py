@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.course_dir import ROOT, nbgrader, scratch_course
+from autograder.publish.layout import ROOT, nbgrader, scratch_course
 
 _MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
 
@@ -65,8 +65,10 @@ def reference_cases():
     and the blank release (0)."""
     return [
         Case("solution", "the reference solution earns full marks"),
-        Case("solution_tests_deleted", "an honest solution whose student deleted every test cell", delete=ALL_TESTS),
-        Case("solution_tests_at_end", "an honest solution with every test cell moved to the end", to_end=ALL_TESTS),
+        Case("solution_tests_deleted", "an honest solution whose student deleted every test cell",
+             delete=ALL_TESTS),
+        Case("solution_tests_at_end", "an honest solution with every test cell moved to the end",
+             to_end=ALL_TESTS),
         Case("blank", "the release as given earns 0 everywhere", blank=True),
     ]
 
@@ -110,7 +112,8 @@ def reach(assignment, exercises, root=ROOT):
 def touched(case, reaches, exercises):
     """The exercises whose scores ``case`` can change: the reach of every exercise it replaces or expects a
     score in; contains None when one of those cells belongs to no exercise."""
-    return set().union(*(reaches.get(exercise_of(gid, exercises), {None}) for gid in [*case.replace, *case.expect]))
+    return set().union(*(reaches.get(exercise_of(gid, exercises), {None})
+                         for gid in [*case.replace, *case.expect]))
 
 
 def pack(cases, assignment, exercises, root=ROOT):
@@ -127,13 +130,15 @@ def pack(cases, assignment, exercises, root=ROOT):
     reaches = reach(assignment, exercises, root)
     alone, touching = [], []
     for case in cases:
-        shareable = case.replace and case.expect and not (case.edit or case.delete or case.to_end or case.blank)
+        shareable = case.replace and case.expect and not (case.edit or case.delete or case.to_end
+                                                          or case.blank)
         cells = touched(case, reaches, exercises) if shareable else {None}
         if None in cells:  # not a plain wrong answer, or a cell of no exercise: never shared
             alone.append((case, [case]))
         else:
             touching.append((case, cells))
-    # First fit, the items of the most answered exercises first: as few submissions as the busiest exercise needs.
+    # First fit, the items of the most answered exercises first: as few submissions as the busiest exercise
+    # needs.
     load = {ex: sum(ex in cells for _, cells in touching) for ex in exercises}
     touching.sort(key=lambda pair: -max(load[ex] for ex in pair[1]))
     packs = []
@@ -162,7 +167,8 @@ def build_submission(case, assignment, root=ROOT):
     if case.blank:
         return release
     source = nbformat.read(Path(root) / "source" / assignment / f"{assignment}.ipynb", as_version=4)
-    solutions = {_grade_id(c): strip_markers(c.source) for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    solutions = {_grade_id(c): strip_markers(c.source) for c in source.cells
+                 if c.metadata.get("nbgrader", {}).get("solution")}
     known = {_grade_id(c) for c in release.cells}
     tests = tuple(_grade_id(c) for c in release.cells if _is_test(c))
     delete = tests if case.delete == ALL_TESTS else case.delete

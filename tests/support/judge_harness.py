@@ -1,9 +1,10 @@
 """Run a notebook the way the class grader does, without nbgrader or a sandbox: its cells in a plain Python
-process that serves the judge's requests (``autograder.kernel_server``), its test cells in ``autograder.judge``.
+process that serves the judge's requests (``autograder.judge.kernel_server``), its test cells in
+``autograder.judge.process``.
 
-Fast enough to try every fixture case of every assignment against the judge (``tests/test_judge.py``), and to
-see the judge's own failures in plain tracebacks. ``python -m tests.judge_harness 01_layers [case ...]`` prints
-each case's scores.
+Fast enough to try every fixture case of every assignment against the judge (``tests/grader/test_judge.py``),
+and to see the judge's own failures in plain tracebacks. ``python -m tests.support.judge_harness 01_layers
+[case ...]`` prints each case's scores.
 """
 import json
 import os
@@ -14,16 +15,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.course_dir import ROOT
-from autograder.judge import Judge
-from autograder.judged_execute import is_test_cell as is_test, source_preambles
+from autograder.judge.judged_execute import source_preambles
+from autograder.judge.process import Judge
+from autograder.publish.layout import ROOT
+from course.cells import is_test_cell as is_test
 
 CELL_RUNNER = r'''
 import json, os, sys, traceback, contextlib, io
 sys.path.insert(0, os.environ["ROOT"])
 import matplotlib
 matplotlib.use("Agg")
-from autograder import kernel_server
+from autograder.judge import kernel_server
 NS = {"__name__": "__main__"}
 sys.modules["__main__"].__dict__.update(NS)
 NS = sys.modules["__main__"].__dict__
@@ -110,11 +112,11 @@ def grade(nb, assignment, seconds=120, verbose=False):
 def main(argv=None):
     import importlib
 
-    from tests.grading import build_submission
+    from tests.support.grading import build_submission
 
     args = argv or sys.argv[1:]
     assignment, wanted = args[0], set(args[1:])
-    mod = importlib.import_module(f"tests.submissions.a{assignment}")
+    mod = importlib.import_module(f"tests.fixtures.submissions.a{assignment}")
     for case in mod.CASES:
         if wanted and case.student not in wanted:
             continue
@@ -124,7 +126,8 @@ def main(argv=None):
         want = case.expected({gid: 1.0 for gid in res})
         for gid, (passed, _) in res.items():
             if passed != (want[gid] > 0):
-                print(f"  MISMATCH {gid}: judge {'passed' if passed else 'failed'}, expected score {want[gid]}")
+                print(f"  MISMATCH {gid}: judge {'passed' if passed else 'failed'}, "
+                      f"expected score {want[gid]}")
 
 
 if __name__ == "__main__":

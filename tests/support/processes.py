@@ -4,7 +4,8 @@ from pathlib import Path
 
 
 def wait_until(predicate, seconds=60):
-    """Poll ``predicate()`` every 0.1 s for up to ``seconds``; True as soon as it holds, False if it never did."""
+    """Poll ``predicate()`` every 0.1 s for up to ``seconds``; True as soon as it holds, False if it never
+    did."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():

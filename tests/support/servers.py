@@ -1,6 +1,6 @@
-"""Helpers for tests that start a Jupyter server (or a Dask cluster: ``DaskCluster``) on loopback: a free port,
-starting it with its log in a file, token-authenticated GETs, waiting for it, and stopping it with everything it
-started.
+"""Helpers for tests that start a Jupyter server (or a Dask cluster: ``DaskCluster``) on loopback: a free
+port, starting it with its log in a file, token-authenticated GETs, waiting for it, and stopping it with
+everything it started.
 
 The log goes to a file, never to a pipe nobody reads: a server that logs more than a pipe holds (64 KiB)
 blocks on its next write and stops answering."""
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.course_dir import ROOT
+from autograder.publish.layout import ROOT
 
 
 def free_port():
@@ -39,7 +39,8 @@ def start(cmd, log, **kwargs):
 
 
 def wait_for(proc, url, token, log, timeout=60):
-    """Poll url until it answers; fail the test with the end of the server's log if it dies or never answers."""
+    """Poll url until it answers; fail the test with the end of the server's log if it dies or never
+    answers."""
     deadline = time.time() + timeout
     while True:
         try:
@@ -67,19 +68,21 @@ def stop(proc):
 
 class DaskCluster:
     """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1, each in its own process group, started
-    as README's "Grading on a cluster" says: the course's checkout on their path, workers not daemonic. Used by
-    tests/test_dask.py and tests/benchmarks/grading.py."""
+    as README's "Grading on a cluster" says: the course's checkout on their path, workers not daemonic. Used
+    by tests/grader/test_dask.py and benchmarks/grading.py."""
 
     def __init__(self, folder):
         self.folder, self.procs = Path(folder), []
         self.folder.mkdir(parents=True, exist_ok=True)
         self.address = f"tcp://127.0.0.1:{free_port()}"
         # The scheduler unpickles the tasks, so it too needs the course's checkout on its path (README).
-        self.scheduler = self._start(["scheduler", "--host", "127.0.0.1", "--port", self.address.rsplit(":", 1)[1],
-                                      "--no-dashboard"], "scheduler", env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        self.scheduler = self._start(["scheduler", "--host", "127.0.0.1",
+                                      "--port", self.address.rsplit(":", 1)[1], "--no-dashboard"],
+                                     "scheduler", env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
     def _start(self, args, name, env=None, cwd=ROOT):
-        proc = start([str(Path(sys.executable).parent / "dask"), *args], self.folder / f"{name}.log", env=env, cwd=cwd)
+        proc = start([str(Path(sys.executable).parent / "dask"), *args], self.folder / f"{name}.log",
+                     env=env, cwd=cwd)
         self.procs.append(proc)
         return proc
 
@@ -104,16 +107,17 @@ class DaskCluster:
 class SlurmNode:
     """A one-node Slurm cluster on this machine (munged, slurmctld, slurmd; Debian's slurm-wlm and munge), its
     configuration and state in ``folder``; needs root. ``env``: what a client (sbatch, dask-jobqueue) needs to
-    reach it. Used by tests/test_dask.py."""
+    reach it. Used by tests/grader/test_dask.py."""
 
     def __init__(self, folder):
         import shutil
 
         self.folder, self.procs = Path(folder), []
-        missing = [p for p in ("slurmctld", "slurmd", "munged") if not shutil.which(p, path="/usr/sbin:/usr/bin")]
+        missing = [p for p in ("slurmctld", "slurmd", "munged")
+                   if not shutil.which(p, path="/usr/sbin:/usr/bin")]
         if missing or os.geteuid() != 0:
-            pytest.fail(f"a Slurm node needs root and Debian's slurm-wlm and munge (`make slurm` as root installs "
-                        f"them); missing: {missing or 'root'}")
+            pytest.fail(f"a Slurm node needs root and Debian's slurm-wlm and munge "
+                        f"(`make slurm` as root installs them); missing: {missing or 'root'}")
         host = socket.gethostname().split(".")[0]
         for sub in ("ctld", "d", "log", "run"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
@@ -132,8 +136,8 @@ class SlurmNode:
             "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))
         self.env = dict(os.environ, SLURM_CONF=str(conf))
         self._munge()
-        self.procs.append(start(["/usr/sbin/slurmctld", "-D", "-f", str(conf)], self.folder / "log" / "ctld.log",
-                                env=self.env))
+        self.procs.append(start(["/usr/sbin/slurmctld", "-D", "-f", str(conf)],
+                                self.folder / "log" / "ctld.log", env=self.env))
         self.procs.append(start(["/usr/sbin/slurmd", "-D", "-f", str(conf)], self.folder / "log" / "d.log",
                                 env=self.env))
         deadline = time.time() + 60
@@ -143,7 +147,8 @@ class SlurmNode:
                 return
             if time.time() > deadline:
                 self.close()
-                pytest.fail(f"the Slurm node did not come up ({state.stdout.strip()!r} {state.stderr.strip()!r}):\n"
+                pytest.fail(f"the Slurm node did not come up "
+                            f"({state.stdout.strip()!r} {state.stderr.strip()!r}):\n"
                             + (self.folder / "log" / "ctld.log").read_text(errors="replace")[-2000:]
                             + (self.folder / "log" / "d.log").read_text(errors="replace")[-2000:])
             time.sleep(0.5)

@@ -1,11 +1,11 @@
-"""The benchmarks in tests/benchmarks/ run end to end at a tiny size, so that they keep working.
+"""The benchmarks in benchmarks/ run end to end at a tiny size, so that they keep working.
 
 These check what the benchmarks compute and print, never how fast anything is: the figures come from
 running the benchmarks themselves at full size (see each one's docstring).
 """
 import pytest
 
-from tests.benchmarks import accuracy, cached_epoch, freeze_cost, grading
+from benchmarks import accuracy, cached_epoch, freeze_cost, grading
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,8 @@ def test_accuracy_benchmark_runs_every_strategy_and_writes_its_results_file(shar
     assert [(r["seed"], r["key"]) for r in records] == [(s, k) for s in (0, 1) for k in STRATEGIES]
     assert sorted(curves) == ["frozen", "scratch", "unfrozen"]
     for r in records:
-        assert len(r["epochs"]) == 2 and r["steps"] == records[0]["steps"], "the same budget for every strategy"
+        assert len(r["epochs"]) == 2 and r["steps"] == records[0]["steps"], \
+            "the same budget for every strategy"
         assert r["lr"] == curves[STRATEGIES[r["key"]].rate_from].suggestion
         assert all(0 <= row["accuracy"] <= 1 for row in r["epochs"]) and 0 <= r["test_acc"] <= 1
     saved = load_results(out)
@@ -64,10 +65,11 @@ def test_grading_benchmark_times_both_graders(capsys):
 def test_the_gpu_check_measures_throughput_and_writes_its_results_files(shared_data, tmp_path, capsys):
     """On the CPU at a tiny size, the throughput part (the accuracy part is the benchmark tested above, the
     notebook part notebook 05 itself, run by the autograding tests)."""
-    from tests.benchmarks import gpu_check
+    from benchmarks import gpu_check
 
-    figures = gpu_check.main(["--data", str(shared_data / "pets-3breeds"), "--out", str(tmp_path), "--device", "cpu",
-                              "--size", "32", "--batch", "4", "--seconds", "0.1", "--parts", "throughput"])
+    figures = gpu_check.main(["--data", str(shared_data / "pets-3breeds"), "--out", str(tmp_path),
+                              "--device", "cpu", "--size", "32", "--batch", "4", "--seconds", "0.1",
+                              "--parts", "throughput"])
     rates = figures["throughput"]
     assert all(rates[f"{k}_{w}"] > 0 for k in ("frozen", "unfrozen") for w in ("loader", "compute"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["throughput.json"]

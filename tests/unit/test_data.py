@@ -1,4 +1,5 @@
-"""course.data on the real pet photos and on broken files; course.bnstats and course.train on small models."""
+"""course.data on the real pet photos and on broken files; course.bnstats and course.fit.train_epoch on
+small models."""
 import io
 import warnings
 from pathlib import Path
@@ -9,7 +10,7 @@ from torch import nn
 
 from course.bnstats import bn_drift, bn_stats
 from course.data import DEFAULT_ROOT, MissingData, load_pets, pets_root, small_subset
-from course.train import accuracy, train_epoch
+from course.fit import accuracy, train_epoch
 
 
 def test_pets_root_precedence(tmp_path):
@@ -128,7 +129,8 @@ def test_train_epoch_learns_and_calls_before_epoch_after_train():
     net = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     opt = torch.optim.SGD(net.parameters(), lr=0.5)
     seen = []
-    losses = [train_epoch(net, loader, opt, torch.device("cpu"), before_epoch=lambda m: seen.append(m.training)) for _ in range(5)]
+    losses = [train_epoch(net, loader, opt, torch.device("cpu"), lambda m: seen.append(m.training))
+              for _ in range(5)]
     assert seen == [True] * 5, "before_epoch runs after model.train()"
     assert losses[-1] < losses[0]
     acc = accuracy(net, loader, torch.device("cpu"))

@@ -2,26 +2,9 @@
 from importlib import metadata
 
 import yaml
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-from autograder.course_dir import ROOT
 
-
-
-def _requirements(lines):
-    reqs = {}
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
-        if line and not line.startswith("-"):
-            req = Requirement(line)
-            name = canonicalize_name(req.name)
-            assert name not in reqs, f"{name} is listed twice"
-            reqs[name] = req.specifier
-    return reqs
-
-
-def pip_requirements():
-    return _requirements((ROOT / "requirements.txt").read_text().splitlines())
+from autograder.publish.layout import ROOT
+from tests.support.requirements import parse_requirements, pip_requirements
 
 
 def conda_environment():
@@ -30,7 +13,7 @@ def conda_environment():
     pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
     assert len(pip_sections) == 1, "environment.yml should have exactly one pip: section"
     conda = [d for d in deps if isinstance(d, str)]
-    return conda, _requirements(pip_sections[0])
+    return conda, parse_requirements(pip_sections[0])
 
 
 def test_environment_yml_names_the_same_packages_and_bounds():
@@ -42,7 +25,8 @@ def test_environment_yml_names_the_same_packages_and_bounds():
         f"only in requirements.txt: {sorted(set(reqs) - set(pip_reqs))}"
     )
     for name, spec in reqs.items():
-        assert pip_reqs[name] == spec, f"{name}: requirements.txt says {spec or 'any'}, environment.yml {pip_reqs[name] or 'any'}"
+        assert pip_reqs[name] == spec, \
+            f"{name}: requirements.txt says {spec or 'any'}, environment.yml {pip_reqs[name] or 'any'}"
     assert "python=3.11" in conda and "pip" in conda
 
 
@@ -50,7 +34,8 @@ def test_torch_and_torchvision_are_pinned_as_a_pair():
     """torch and torchvision only import together in matching pairs: both must be pinned exactly."""
     reqs = pip_requirements()
     for name in ("torch", "torchvision"):
-        assert len(reqs[name]) == 1 and next(iter(reqs[name])).operator == "==", f"{name} must be pinned with =="
+        assert len(reqs[name]) == 1 and next(iter(reqs[name])).operator == "==", \
+            f"{name} must be pinned with =="
 
 
 def test_running_environment_satisfies_requirements():

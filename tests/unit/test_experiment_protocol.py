@@ -8,7 +8,7 @@ import pytest
 
 from course.strategies import STRATEGIES, load_results, summary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "source" / "05_unfreezing" / "05_unfreezing.ipynb"
 RESULTS = ROOT / "course" / "results" / "pets-sample_224px_cpu.json"
 
@@ -19,30 +19,33 @@ def cells(kind):
 
 def test_notebook_05_reads_the_test_photos_only_once_a_strategy_has_finished():
     """The test loader is made, and passed to course.strategies.run (which scores it once, after training:
-    tests/test_strategies.py); no other line of the notebook touches the test photos."""
+    tests/unit/test_strategies.py); no other line of the notebook touches the test photos."""
     allowed = [r'^test_set = load_pets\("test"', r"^    trainval, trainval_plain, test_set = \(small_subset",
-               r"^test_loader = make_loader\(test_set,", r'^print\(f"\{len\(classes\)\} breeds.*len\(test_set\)',
-               r"^        model, record = run\(strategy, new_model, data, tools, seed, EPOCHS, rates\[strategy.rate_from\], test_loader,$"]
+               r"^test_loader = make_loader\(test_set,",
+               r'^print\(f"\{len\(classes\)\} breeds.*len\(test_set\)',
+               r"^        model, record = run\(strategy, new_model, data, tools, seed, EPOCHS, "
+               r"rates\[strategy.rate_from\], test_loader,$"]
     touching = [line for source in cells("code") for line in source.splitlines()
                 if re.search(r"\btest_(set|loader)\b", line)]
     assert touching, "the notebook has a test split"
     stray = [line for line in touching if not any(re.search(pattern, line) for pattern in allowed)]
     assert not stray, f"lines that read the test photos outside the final scoring: {stray}"
-    assert any("valid_loader" in line and "Data(" in line for s in cells("code") for line in s.splitlines()), \
+    assert any("valid_loader" in line and "Data(" in line
+               for s in cells("code") for line in s.splitlines()), \
         "the strategies are given the validation loader for their curves and choices"
 
 
 def test_the_benchmark_passes_the_test_loader_only_to_the_final_scoring():
-    source = (ROOT / "tests" / "benchmarks" / "accuracy.py").read_text()
+    source = (ROOT / "benchmarks" / "accuracy.py").read_text()
     uses = [line.strip() for line in source.splitlines() if "test_loader" in line]
     assert uses == ["setup.test_loader)"], uses
     assert "Data(setup.train_loader, setup.valid_loader, device, args.finder_steps)" in source
 
 
 def derivable(results):
-    """Every figure the file supports, as the prose may write it: accuracies (mean, min, max, sd of validation,
-    test and training accuracy per strategy, one decimal), differences between two strategies' means (one
-    decimal), seconds (no decimals), rates (two significant digits) and the setting's counts."""
+    """Every figure the file supports, as the prose may write it: accuracies (mean, min, max, sd of
+    validation, test and training accuracy per strategy, one decimal), differences between two strategies'
+    means (one decimal), seconds (no decimals), rates (two significant digits) and the setting's counts."""
     rows = summary(results["records"])
     figures = set()
     for r in rows:
@@ -63,12 +66,13 @@ def derivable(results):
         if "ft_lr" in r:
             figures.add(f"{r['ft_lr']:.1e}")
     setting = results["setting"]
-    figures |= {str(v) for v in setting["photos"].values()} | {str(setting["size"]), str(setting["batch"]),
-                                                                str(setting["epochs"]), str(setting["classes"])}
+    figures |= {str(v) for v in setting["photos"].values()} | {
+        str(setting["size"]), str(setting["batch"]), str(setting["epochs"]), str(setting["classes"])}
     return figures
 
 
-FIGURE = re.compile(r"(?<![\w.-])(\d+\.\d+(?:e-\d+)?|\d+)(?= ?(?:%|points|s\b|px|photos|epochs|steps|breeds))")
+FIGURE = re.compile(r"(?<![\w.-])(\d+\.\d+(?:e-\d+)?|\d+)"
+                    r"(?= ?(?:%|points|s\b|px|photos|epochs|steps|breeds))")
 
 
 def quoted(prose):
@@ -86,7 +90,7 @@ def results():
 
 def test_the_results_file_says_what_was_run_where_and_from_which_commit(results):
     setting, machine = results["setting"], results["machine"]
-    assert setting["command"].startswith("python -m tests.benchmarks.accuracy")
+    assert setting["command"].startswith("python -m benchmarks.accuracy")
     assert len(setting["seeds"]) >= 3, "at least three seeds, for a spread"
     assert setting["photos"]["valid"] > 0 and setting["commit"] not in ("", "unknown")
     assert machine["device"] and machine["torch"] and machine["date"]

@@ -27,7 +27,8 @@ def test_frozen_parameters_do_not_move_at_all():
     history = fit_one_cycle(model, [(model.body, 1e-2), (model.head, 1e-2)], data(), 2, before_epoch=bn_eval,
                             progress=False)
     after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("body")), "frozen body changed"
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("body")), \
+        "frozen body changed"
     assert not torch.equal(before["head.weight"], after["head.weight"])
     assert history.max_lr_of("body.0.weight") is None and history.max_lr_of("head.weight") == 1e-2
 
@@ -127,8 +128,9 @@ def test_history_serialises():
     assert h.seconds == 2.0 and h.as_dict()["label"] == "x" and History().seconds == 0.0
 
 
-@pytest.mark.parametrize("capability, dtype, scaled", [((7, 5), torch.float16, True), ((8, 0), torch.bfloat16, False),
-                                                       ((9, 0), torch.bfloat16, False), ((6, 1), torch.float16, True)])
+@pytest.mark.parametrize("capability, dtype, scaled", [
+    ((7, 5), torch.float16, True), ((8, 0), torch.bfloat16, False), ((9, 0), torch.bfloat16, False),
+    ((6, 1), torch.float16, True)])
 def test_mixed_precision_uses_bfloat16_only_where_the_gpu_computes_it(monkeypatch, capability, dtype, scaled):
     """A T4 (7.5) emulates bfloat16, and torch.cuda.is_bf16_supported() says True there: float16 and a
     loss scaler instead. Checked on the CPU with the capability faked."""

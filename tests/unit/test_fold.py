@@ -36,7 +36,8 @@ def test_fold_conv_bn_matches_pytorch_fusion_and_the_pair(bias, groups, affine):
         torch.testing.assert_close(folded(x), want, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(folded(x), fuse_conv_bn_eval(conv, bn)(x), rtol=1e-5, atol=1e-5)
     assert folded.bias is not None and folded is not conv
-    assert conv.bias is None if not bias else conv.bias.shape == (12,)  # the original keeps its own parameters
+    # the original keeps its own parameters
+    assert conv.bias is None if not bias else conv.bias.shape == (12,)
 
 
 def test_fold_keeps_requires_grad_and_does_not_touch_the_original():
@@ -55,7 +56,8 @@ def test_fold_batchnorm_on_the_pretrained_lite0_body():
     model = efficientnet_lite0(num_classes=3)
     body, _ = lite0_body_head(model)
     body.requires_grad_(False)
-    body.bn1.eval()  # as the course leaves frozen BatchNorm layers: that mode must survive, and train mode too
+    # as the course leaves frozen BatchNorm layers: that mode must survive, and train mode too
+    body.bn1.eval()
     x = torch.randn(2, 3, 96, 96)
     folded = fold_batchnorm(body, x)
     assert not body.bn1.training and body.bn2.training
@@ -128,20 +130,23 @@ def test_static_same_conv_refuses_sizes_that_need_another_padding():
     conv = Conv2dSame(2, 2, 3, stride=2)
     static = static_same_conv(conv, (8, 8))  # needs (0, 1) padding each way; 9 px would need (1, 1)
     assert static.kernel_size == (4, 4) and static.padding == (1, 1)
-    assert static(torch.randn(1, 2, 10, 10)).shape == conv(torch.randn(1, 2, 10, 10)).shape  # same parity: fine
+    # same parity: fine
+    assert static(torch.randn(1, 2, 10, 10)).shape == conv(torch.randn(1, 2, 10, 10)).shape
     with pytest.raises(ValueError, match=r"fold again"):
         static(torch.randn(1, 2, 9, 8))
-    assert same_padding(224, 3, 2) == (0, 1) and same_padding(224, 5, 2) == (1, 2) and same_padding(7, 3, 1) == (1, 1)
+    assert same_padding(224, 3, 2) == (0, 1) and same_padding(224, 5, 2) == (1, 2) \
+        and same_padding(7, 3, 1) == (1, 1)
     dilated = Conv2dSame(2, 2, 3, stride=2, dilation=2)
-    assert static_same_conv(dilated, (8, 8)) is None  # padded (1, 2): a zero in front cannot shift a dilated kernel
+    # padded (1, 2): a zero in front cannot shift a dilated kernel
+    assert static_same_conv(dilated, (8, 8)) is None
     x = torch.randn(1, 2, 7, 7)  # padded (2, 2): plain padding does
     with torch.no_grad():
         torch.testing.assert_close(static_same_conv(dilated, (7, 7))(x), dilated(x))
 
 
 def test_folded_lite0_body_has_no_padding_copies_and_knows_its_size():
-    """The folded Lite0 body has no Conv2dSame left (its 5 stride-2 convolutions become SizedConv2d), and refuses
-    an input whose padding differs instead of returning shifted features."""
+    """The folded Lite0 body has no Conv2dSame left (its 5 stride-2 convolutions become SizedConv2d), and
+    refuses an input whose padding differs instead of returning shifted features."""
     from timm.layers import Conv2dSame
 
     body, _ = lite0_body_head(efficientnet_lite0(num_classes=3))

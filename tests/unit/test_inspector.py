@@ -47,12 +47,14 @@ def test_batchnorm_modes_and_the_frozen_bn_warning():
 def test_optimizer_groups_learning_rates_and_mistakes():
     net = tiny_cnn(num_classes=3)
     opt = torch.optim.SGD(
-        [{"params": net.body.parameters(), "lr": 1e-4, "weight_decay": 0.01}, {"params": [net.head.weight], "lr": 1e-2}],
+        [{"params": net.body.parameters(), "lr": 1e-4, "weight_decay": 0.01},
+         {"params": [net.head.weight], "lr": 1e-2}],
         lr=0.1, momentum=0.9,
     )
     net.body[3].requires_grad_(False)
     rows = rows_by_path(layer_table(net, opt))
-    assert rows["body.0"].in_optimizer == "all" and rows["body.0"].lr == (1e-4,) and rows["body.0"].weight_decay == (0.01,)
+    assert rows["body.0"].in_optimizer == "all" and rows["body.0"].lr == (1e-4,)
+    assert rows["body.0"].weight_decay == (0.01,)
     assert rows["head"].in_optimizer == "some" and rows["head"].lr == (1e-2,)
     assert rows["body"].lr == (1e-4,)
     assert any("weight decay" in w for w in rows["body.3"].warnings), "frozen but decayed"
@@ -161,7 +163,8 @@ def test_widget_refresh_shows_changes_made_by_code():
     assert widget._views["head"].check.value is False, "not refreshed yet"
     widget.refresh()
     assert widget._views["head"].check.value is True
-    assert "frozen but in the optimizer" not in widget._views["head"].label.value, "no grad, no decay, no state"
+    assert "frozen but in the optimizer" not in widget._views["head"].label.value, \
+        "no grad, no decay, no state"
     net.head.requires_grad_(True)
     torch.nn.functional.cross_entropy(net(torch.randn(2, 3, 8, 8)), torch.tensor([0, 1])).backward()
     widget.refresh()

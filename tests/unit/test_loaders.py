@@ -23,7 +23,8 @@ def test_views_have_the_size_and_range_the_model_expects(shared_data):
 def test_loader_settings_follow_the_device():
     data = torch.utils.data.TensorDataset(torch.zeros(33, 2), torch.zeros(33, dtype=torch.long))
     cpu = make_loader(data, 16, True, "cpu")
-    assert cpu.num_workers == 0 and not cpu.pin_memory and cpu.drop_last, "33 = 2 x 16 + 1: drop the batch of one"
+    assert cpu.num_workers == 0 and not cpu.pin_memory and cpu.drop_last, \
+        "33 = 2 x 16 + 1: drop the batch of one"
     gpu = make_loader(data, 16, False, "cuda", workers=2)  # settings only: nothing is loaded here
     assert gpu.num_workers == 2 and gpu.pin_memory and not gpu.drop_last and gpu.persistent_workers
     assert len(make_loader(data, 11, True, "cpu")) == 3, "no batch of one, nothing dropped"
@@ -33,7 +34,10 @@ def test_loader_settings_follow_the_device():
 
 def test_shuffling_is_seeded():
     data = torch.utils.data.TensorDataset(torch.arange(20), torch.arange(20))
-    order = lambda seed: torch.cat([x for x, _ in make_loader(data, 5, True, "cpu", seed=seed)]).tolist()
+
+    def order(seed):
+        return torch.cat([x for x, _ in make_loader(data, 5, True, "cpu", seed=seed)]).tolist()
+
     assert order(3) == order(3) and order(3) != order(4) and sorted(order(3)) == list(range(20))
 
 

@@ -25,8 +25,10 @@ def test_on_a_quadratic_it_diverges_past_2_over_a_and_suggests_a_stable_rate(a):
                      start=1e-4, end=10, steps=100)
     assert result.stopped == "diverged" and len(result.lrs) < 100
     assert result.lrs[-1] > 2 / a, "below 2/a gradient descent on this quadratic cannot diverge"
-    assert 2 / a / 100 < result.suggestion < 2 / a, f"suggested {result.suggestion} for a stable range up to {2 / a}"
-    assert result.lrs == sorted(result.lrs) and len(result.losses) == len(result.raw_losses) == len(result.lrs)
+    assert 2 / a / 100 < result.suggestion < 2 / a, \
+        f"suggested {result.suggestion} for a stable range up to {2 / a}"
+    assert result.lrs == sorted(result.lrs)
+    assert len(result.losses) == len(result.raw_losses) == len(result.lrs)
 
 
 def test_the_suggestion_scales_with_the_curvature():
@@ -40,8 +42,8 @@ def test_the_suggestion_scales_with_the_curvature():
 
 def small_bn_net(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
 
 
 def test_model_optimizer_buffers_flags_modes_grads_and_random_state_come_back_bit_identical():
@@ -58,7 +60,8 @@ def test_model_optimizer_buffers_flags_modes_grads_and_random_state_come_back_bi
     grads = [None if p.grad is None else p.grad.clone() for p in net.parameters()]
     flags = [p.requires_grad for p in net.parameters()]
     modes = [m.training for m in net.modules()]
-    opt_before = {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in v.items()} for k, v in opt.state_dict()["state"].items()}
+    opt_before = {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in v.items()}
+                  for k, v in opt.state_dict()["state"].items()}
     lr_before = [g["lr"] for g in opt.param_groups]
     rng = torch.get_rng_state()
 
@@ -71,7 +74,8 @@ def test_model_optimizer_buffers_flags_modes_grads_and_random_state_come_back_bi
             "parameters and BatchNorm buffers (running mean, var, batches tracked) exactly as before"
         assert [p.requires_grad for p in net.parameters()] == flags
         assert [m.training for m in net.modules()] == modes
-        assert all((g is None and p.grad is None) or torch.equal(g, p.grad) for g, p in zip(grads, net.parameters()))
+        assert all((g is None and p.grad is None) or torch.equal(g, p.grad)
+                   for g, p in zip(grads, net.parameters()))
         after = opt.state_dict()["state"]
         assert after.keys() == opt_before.keys() and all(
             torch.equal(after[k][n], t) if torch.is_tensor(t) else after[k][n] == t

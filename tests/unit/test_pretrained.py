@@ -6,8 +6,15 @@ import torch
 from torch import nn
 
 from course.measure import optimizer_state_bytes, saved_activation_bytes, train_step_cost
-from course.pretrained import (LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_body_head, lite0_groups, lite0_key,
-                               resnet34)
+from course.pretrained import (
+    LITE0_MEAN,
+    LITE0_STD,
+    efficientnet_lite0,
+    lite0_body_head,
+    lite0_groups,
+    lite0_key,
+    resnet34,
+)
 
 
 def test_lite0_key_renames_blocks_by_stage():
@@ -26,8 +33,8 @@ def test_lite0_key_renames_blocks_by_stage():
 
 
 def _photo(shared_data, name):
-    from PIL import Image
     import torchvision.transforms as T
+    from PIL import Image
 
     path = shared_data / "pets-3breeds" / "oxford-iiit-pet" / "images" / name
     tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(LITE0_MEAN, LITE0_STD)])
@@ -37,7 +44,8 @@ def _photo(shared_data, name):
 def test_lite0_recognises_real_pets_with_imagenet_weights(shared_data):
     """Strict loading is not enough: the renamed weights must see cats as cats and dogs as dogs."""
     model = efficientnet_lite0().eval()
-    photos = torch.stack([_photo(shared_data, n) for n in ("Abyssinian_1.jpg", "Bengal_1.jpg", "american_bulldog_10.jpg")])
+    photos = torch.stack([_photo(shared_data, n)
+                          for n in ("Abyssinian_1.jpg", "Bengal_1.jpg", "american_bulldog_10.jpg")])
     with torch.no_grad():
         top1 = model(photos).argmax(dim=1).tolist()
     cats, dogs = range(281, 286), range(151, 269)  # ImageNet: domestic cats 281-285, dogs 151-268
@@ -68,7 +76,8 @@ def test_lite0_body_and_head_are_the_model_split_in_two():
     body_ids = {id(p) for p in body.parameters()}
     assert body_ids == {id(p) for p in model.parameters()} - {id(p) for p in model.classifier.parameters()}
     body.train()
-    assert model.bn1.training and not model.classifier.training, "body.train() reaches the model's own modules"
+    assert model.bn1.training and not model.classifier.training, \
+        "body.train() reaches the model's own modules"
 
 
 def test_lite0_pretrained_as_loaded_is_trainable_and_in_train_mode():
@@ -116,4 +125,5 @@ def test_train_step_cost_and_optimizer_state():
     nn.functional.cross_entropy(net(x), y).backward()
     opt.step()
     n = sum(p.numel() for p in net.parameters())
-    assert optimizer_state_bytes(opt) == 2 * 4 * n + 4 * 4, "exp_avg and exp_avg_sq per parameter, plus a step count each"
+    assert optimizer_state_bytes(opt) == 2 * 4 * n + 4 * 4, \
+        "exp_avg and exp_avg_sq per parameter, plus a step count each"

@@ -1,6 +1,7 @@
-"""Self-check (course/selfcheck.py): a student runs the visible tests of their notebook, from a terminal or from
-inside the notebook, and sees per exercise what passed, the test's own message otherwise, and the points at
-stake; nothing of the hidden tests shows, and the output says that hidden tests decide the grade."""
+"""Self-check (course/selfcheck.py): a student runs the visible tests of their notebook, from a terminal or
+from inside the notebook, and sees per exercise what passed, the test's own message otherwise, and the points
+at stake; nothing of the hidden tests shows, and the output says that hidden tests decide the grade.
+course/cells.py decides which cells are test cells, for the self-check and the grader alike."""
 import json
 import os
 import subprocess
@@ -10,10 +11,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder.course_dir import ROOT
+from autograder.publish.layout import ROOT
 from course import selfcheck
-from tests.grading import Case, build_submission
-from tests.submissions.a01_layers import COUNT_IGNORES_TRAINABLE_ONLY
+from course.cells import is_given_cell, is_solution_cell, is_test_cell
+from tests.fixtures.submissions.a01_layers import COUNT_IGNORES_TRAINABLE_ONLY
+from tests.support.grading import Case, build_submission
 
 ASSIGNMENT = "01_layers"
 WRONG = Case("ignores_flag", "count_params ignores trainable_only",
@@ -47,13 +49,13 @@ def _cli(path):
 
 @pytest.mark.slow
 def test_cli_passes_a_correct_notebook_and_reveals_no_hidden_test(tmp_path):
-    """The reference answers pass every visible test (exit 0); the output names each test cell with its points,
-    says hidden tests decide, and holds no line of the hidden tests."""
+    """The reference answers pass every visible test (exit 0); the output names each test cell with its
+    points, says hidden tests decide, and holds no line of the hidden tests."""
     run = _cli(_write(tmp_path, Case("solution", "reference")))
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     for grade_id, points in [("count_params_visible", "1 point"), ("params_reached_hidden", "3 points")]:
-        line = next(l for l in out.splitlines() if grade_id in l)
+        line = next(line for line in out.splitlines() if grade_id in line)
         assert points in line and "passed" in line, line
     assert "Visible tests passed in 6 of 6 test cells, worth up to 10 of 10 points when graded." in out
     assert selfcheck.FOOTER in out
@@ -63,15 +65,17 @@ def test_cli_passes_a_correct_notebook_and_reveals_no_hidden_test(tmp_path):
 
 @pytest.mark.slow
 def test_cli_reports_the_failing_test_message_for_that_exercise_only(tmp_path):
-    """A wrong count_params fails its visible test with the test's own message (exit 1); the other exercises pass."""
+    """A wrong count_params fails its visible test with the test's own message (exit 1); the other exercises
+    pass."""
     run = _cli(_write(tmp_path, WRONG))
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    at = next(i for i, l in enumerate(lines) if "count_params_visible" in l)
+    at = next(i for i, line in enumerate(lines) if "count_params_visible" in line)
     assert "FAILED" in lines[at]
     assert "AssertionError: with the first layer frozen only 10 parameters are trainable" in lines[at + 1]
-    for grade_id in ("grad_norms_visible", "grad_norms_hidden", "params_reached_visible", "params_reached_hidden"):
-        assert "passed" in next(l for l in lines if grade_id in l), grade_id
+    for grade_id in ("grad_norms_visible", "grad_norms_hidden", "params_reached_visible",
+                     "params_reached_hidden"):
+        assert "passed" in next(line for line in lines if grade_id in line), grade_id
 
 
 @pytest.mark.slow
@@ -107,8 +111,8 @@ def _run_inside(path, final_source, env=None):
 
 @pytest.mark.slow
 def test_check_inside_the_notebook_tests_what_the_kernel_defined_now(tmp_path):
-    """`check()` in a last cell finds its notebook (from Jupyter's JPY_SESSION_NAME) and tests the kernel's own
-    definitions: a wrong count_params fails, then the same kernel with it redefined correctly passes."""
+    """`check()` in a last cell finds its notebook (from Jupyter's JPY_SESSION_NAME) and tests the kernel's
+    own definitions: a wrong count_params fails, then the same kernel with it redefined correctly passes."""
     path = _write(tmp_path, WRONG)
     fixed = Case("solution", "reference")
     correct = next(c.source for c in build_submission(fixed, ASSIGNMENT).cells
@@ -140,10 +144,29 @@ def test_report_groups_cells_by_exercise_and_marks_hidden_ones():
         {"cell_type": "code", "source": "assert f() == 2, 'f should give 2'",
          "metadata": {"nbgrader": {"grade": True, "solution": False, "grade_id": "f_hidden", "points": 2}}},
     ]}
-    ns = {}
-    exec(nb["cells"][0]["source"], ns)
+    ns = {"f": lambda: 1}  # what the solution cell defines
     results = selfcheck.run_tests_here(nb, ns)
-    assert [(r.exercise, r.passed, r.has_hidden_tests) for r in results] == [("f", True, False), ("f", False, True)]
+    assert [(r.exercise, r.passed, r.has_hidden_tests) for r in results] == [
+        ("f", True, False), ("f", False, True)]
     text = selfcheck.report(results, "t")
     assert "\nf\n" in text and "(more tests hidden)" in text and "AssertionError: f should give 2" in text
     assert "worth up to 1 of 3 points" in text
+
+
+def test_one_rule_says_which_cells_are_test_cells():
+    """course.cells: a test cell is a graded code cell that is not a solution; the self-check uses it."""
+    def cell(kind="code", **nbgrader):
+        return {"cell_type": kind, "source": "", "metadata": {"nbgrader": nbgrader} if nbgrader else {}}
+
+    test, manual_answer = cell(grade=True, solution=False), cell(grade=True, solution=True)
+    answer, written = cell(solution=True, grade=False), cell("markdown", grade=True, solution=True)
+    graded_markdown, plain = cell("markdown", grade=True, solution=False), cell()
+    assert [is_test_cell(c) for c in (test, manual_answer, answer, written, graded_markdown, plain)] == [
+        True, False, False, False, False, False]
+    assert [is_solution_cell(c) for c in (test, manual_answer, answer, written, plain)] == [
+        False, True, True, False, False]
+    given_markdown = cell("markdown")
+    assert [is_given_cell(c) for c in (test, manual_answer, answer, plain, given_markdown)] == [
+        False, False, False, True, False]
+    nb = {"cells": [answer, test, graded_markdown, manual_answer, plain, test]}
+    assert [i for i, _, _ in selfcheck.graded_test_cells(nb)] == [1, 5]

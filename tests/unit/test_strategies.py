@@ -1,13 +1,22 @@
 """course.strategies on a tiny network: the same budget for every strategy, the validation loader for every
 choice and curve, the test loader once at the end; what each strategy trains; the results file and table.
 
-The tools are notebook 05's reference answers (tests.benchmarks.reference), as the benchmark uses them."""
+The tools are notebook 05's reference answers (benchmarks.reference), as the benchmark uses them."""
 import pytest
 import torch
 from torch import nn
 
-from course.strategies import STRATEGIES, Data, find_rates, format_table, load_results, run, save_results, summary
-from tests.benchmarks.reference import tools
+from benchmarks.reference import tools
+from course.strategies import (
+    STRATEGIES,
+    Data,
+    find_rates,
+    format_table,
+    load_results,
+    run,
+    save_results,
+    summary,
+)
 
 
 class Counting:
@@ -28,8 +37,8 @@ class Counting:
 def tiny_new_model(seed, pretrained=True):
     """Four layer groups; 'pretrained' weights are those of seed 100, the head is seeded with ``seed``."""
     torch.manual_seed(100 if pretrained else 1000 + seed)
-    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8),
-                        nn.ReLU(), nn.Linear(8, 3))
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                        nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
     torch.manual_seed(seed)
     net[7].reset_parameters()
     return net, [nn.ModuleList([net[0], net[1]]), net[3], net[5], net[7]]
@@ -72,12 +81,15 @@ def test_each_strategy_trains_what_it_says():
     head_only = trained["a"][0]
     assert changed(before, head_only) == ["7.bias", "7.weight"], "(a) moves the head only"
     assert torch.equal(head_only[1].running_mean, torch.zeros(8)), "(a) keeps frozen BatchNorm in eval mode"
-    assert not torch.equal(trained["b"][0][1].running_mean, torch.zeros(8)), "(b)'s trainable BatchNorm updates"
-    assert not torch.equal(trained["c"][0][1].running_mean, torch.zeros(8)), "(c) runs BatchNorm as fastai: updating"
+    assert not torch.equal(trained["b"][0][1].running_mean, torch.zeros(8)), \
+        "(b)'s trainable BatchNorm updates"
+    assert not torch.equal(trained["c"][0][1].running_mean, torch.zeros(8)), \
+        "(c) runs BatchNorm as fastai: updating"
     assert changed(before, trained["b"][0]) == sorted(names), "(b) moves everything"
     assert trained["e"][1]["ft_lr"] > 0, "LP-FT records the rate of its own range test after the probe"
     scratch = dict(tiny_new_model(0, pretrained=False)[0].named_parameters())
-    assert not torch.equal(scratch["0.weight"], pretrained["0.weight"]), "the baseline starts from other weights"
+    assert not torch.equal(scratch["0.weight"], pretrained["0.weight"]), \
+        "the baseline starts from other weights"
 
 
 def test_lp_ft_probes_first_then_trains_everything_at_the_rate_its_range_test_chose():
@@ -92,9 +104,11 @@ def test_lp_ft_probes_first_then_trains_everything_at_the_rate_its_range_test_ch
             seen.append({n: p.detach().clone() for n, p in model.named_parameters()})
             return super().__iter__()
 
-    history = lp_ft(model, groups, Data(Spy(loader), batches(1, 1), torch.device("cpu"), sweep=10), tools(), 4, 1e-2)
+    history = lp_ft(model, groups, Data(Spy(loader), batches(1, 1), torch.device("cpu"), sweep=10), tools(),
+                    4, 1e-2)
     rows = [r for r in history.epochs]
-    assert [r["trainable"] for r in rows] == [8 * 3 + 3] * 2 + [sum(p.numel() for p in model.parameters())] * 2
+    assert [r["trainable"] for r in rows] == [8 * 3 + 3] * 2 \
+        + [sum(p.numel() for p in model.parameters())] * 2
     assert history.max_lr_of("7.weight", 0) == 1e-2 and history.max_lr_of("0.weight", 0) is None
     assert history.max_lr_of("0.weight", 1) == history.ft_lr == history.max_lr_of("7.weight", 1)
     with pytest.raises(ValueError, match="probe_epochs"):
