@@ -12,7 +12,7 @@ LAB_ARGS ?=
 # Everything below runs with the environment first on PATH (nbgrader runs `alembic` and kernels run `python` from PATH).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env lab test browser sandbox hubproxy slurm grade release strip clean-env gpu-check
+.PHONY: env lab test lint browser sandbox hubproxy slurm grade release strip clean-env gpu-check
 
 env: $(STAMP)
 
@@ -31,9 +31,14 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=release $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: $(STAMP) browser sandbox hubproxy slurm
+test: $(STAMP) browser sandbox hubproxy slurm lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# ruff, configured in pyproject.toml: pyflakes, pycodestyle (lines <= 110), import order, blind excepts, and
+# type annotations on every function of course/ and autograder/.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # The inspector's browser test drives Debian's Chromium. Installed here when running as root (CI);
 # otherwise the test says what to install.
@@ -42,9 +47,9 @@ browser:
 	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's chromium for the browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "note: tests/test_inspector_browser.py needs Chromium: sudo apt install chromium"; fi; }
+	else echo "note: tests/e2e/test_inspector_browser.py needs Chromium: sudo apt install chromium"; fi; }
 
-# The class grader runs student code in bubblewrap (autograder/sandbox.py). Installed here when running as
+# The class grader runs student code in bubblewrap (autograder/sandbox/). Installed here when running as
 # root (CI); otherwise the grader and its tests say what to install.
 sandbox:
 	@command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -52,20 +57,20 @@ sandbox:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	else echo "note: the class grader needs bubblewrap: sudo apt install bubblewrap"; fi; }
 
-# tests/test_dask.py grades through dask-jobqueue on a one-node Slurm cluster it starts (as root): Debian's
+# tests/grader/test_dask.py grades through dask-jobqueue on a one-node Slurm cluster it starts (as root): Debian's
 # slurm-wlm and munge, installed here when running as root (CI).
 slurm:
 	@command -v slurmctld >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's slurm-wlm and munge for the Slurm grading test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
-	else echo "note: tests/test_dask.py's Slurm test needs root and Debian's slurm-wlm and munge"; fi; }
+	else echo "note: tests/grader/test_dask.py's Slurm test needs root and Debian's slurm-wlm and munge"; fi; }
 
-# tests/test_hub.py runs a real JupyterHub, whose proxy (configurable-http-proxy) comes from npm, into build/node.
+# tests/e2e/test_hub.py runs a real JupyterHub, whose proxy (configurable-http-proxy) comes from npm, into build/node.
 CHP := build/node/node_modules/.bin/configurable-http-proxy
 hubproxy:
 	@test -x $(CHP) || { if command -v npm >/dev/null; then echo "installing configurable-http-proxy from npm for the hub test"; \
 	  npm install --prefix build/node --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5 >/dev/null; \
-	else echo "note: tests/test_hub.py needs configurable-http-proxy: install Node.js and npm, then make hubproxy"; fi; }
+	else echo "note: tests/e2e/test_hub.py needs configurable-http-proxy: install Node.js and npm, then make hubproxy"; fi; }
 
 # Grade every submission of ASSIGNMENT (or ASSIGNMENT=--all) in this course folder, sandboxed and in parallel.
 grade: $(STAMP) sandbox
@@ -73,11 +78,11 @@ grade: $(STAMP) sandbox
 
 # Regenerate the student notebooks in release/ from source/ (run after editing source/, then commit both).
 release: $(STAMP)
-	$(BIN)/python -m autograder.release
+	$(BIN)/python -m autograder.publish.release
 
 # Strip outputs and execution counts from source/ notebooks (keeps nbgrader metadata).
 strip: $(STAMP)
-	$(BIN)/python -m autograder.strip source
+	$(BIN)/python -m autograder.publish.strip source
 
 clean-env:
 	rm -rf $(VENV)
@@ -86,4 +91,4 @@ clean-env:
 # comparison at 224 px with three seeds, and notebook 05 run end to end in full mode; figures under build/gpu-check.
 GPU_DATA ?= ../shared/data/pets-sample
 gpu-check: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.gpu_check --data $(GPU_DATA) --out build/gpu-check
+	$(BIN)/python -m benchmarks.gpu_check --data $(GPU_DATA) --out build/gpu-check
