@@ -21,8 +21,9 @@ deaths it is reported "error" with the reason, as is a task the scheduler lost. 
 grading starts, and again by each task on a worker that joined later, so that no submission is graded by
 another environment.
 
-Used by ``autograder.grade``; the cluster to connect to comes from ``--scheduler``, ``--cluster`` or Dask's
-own configuration (``scheduler-address``; dask-jobqueue's and dask-gateway's settings for their clusters).
+Used by ``autograder.grade.cli``; the cluster to connect to comes from ``--scheduler``, ``--cluster`` or
+Dask's own configuration (``scheduler-address``; dask-jobqueue's and dask-gateway's settings for their
+clusters).
 """
 from __future__ import annotations
 
@@ -326,8 +327,8 @@ class DaskRunner:
 
     def grade(self, jobs: list[Job], course: Path, assignment: str,
               gradebook: Path) -> Iterator[tuple[Job, Result | Exception]]:
-        """Yield (job, Result or exception) for each job as its task ends; jobs as ``autograder.grade`` makes
-        them."""
+        """Yield (job, Result or exception) for each job as its task ends; jobs as ``autograder.grade.run``
+        makes them."""
         from distributed import as_completed
 
         from autograder.grade.result import Result

@@ -8,7 +8,7 @@ A pre-started kernel knows nothing of any submission: until the grader hands it 
 only the grader's start-up code (``autograder.judge.kernel_boot``), in its own sandbox. Each is used
 for one submission and then stopped; none is ever reused.
 
-Light imports only: ``autograder.grade`` starts the pool before importing nbgrader.
+Light imports only: ``autograder.grade.cli`` starts the pool before importing nbgrader.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Grade one submission in a private scratch course; the real gradebook is never touched here.
 
-The parent (``autograder.grade``) gives each worker a sanitised copy of the notebook and a copy of the
+The parent (``autograder.grade.run``) gives each worker a sanitised copy of the notebook and a copy of the
 gradebook. The worker runs the real ``nbgrader autograde`` in its scratch course, with the kernel in the
 sandbox (``autograder.sandbox``) and the test cells run by the worker's judge
 (``autograder.judge.judged_execute``, ``autograder.judge.process``), then decides each test cell's score from

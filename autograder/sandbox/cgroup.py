@@ -20,7 +20,7 @@ process that started the kernel was killed. The kernel joins it before ``exec`` 
 ``preexec_fn``), so that bubblewrap and everything it starts are counted; ``destroy`` kills what is left in it
 and removes it.
 
-Light imports only: ``autograder.grade`` starts kernels before importing nbgrader.
+Light imports only: ``autograder.grade.cli`` starts kernels before importing nbgrader.
 """
 from __future__ import annotations
 
