@@ -1,4 +1,4 @@
-"""The adversarial corpus: submissions of 01_layers that attack the grader, each with an honest \
+"""The adversarial corpus: submissions of 01_layers that attack the grader, each with an honest
 grader's score.
 
 Every case starts from the reference solution (10 points: count_params 3, grad_norms 3, params_reached 4)
@@ -69,8 +69,8 @@ class Attack:
     """One adversarial submission.
 
     name: the student id. why: what it attacks. earns: {exercise: points} an honest grader gives.
-    status: the Result status expected (or a tuple of those accepted). \
-cells: {solution cell grade_id: code} replacing the solution.
+    status: the Result status expected (or a tuple of those accepted).
+    cells: {solution cell grade_id: code} replacing the solution.
     after: [(grade_id or None for the end, code)] cells the student added after a cell. edit / delete: as
     in tests.support.grading.Case. raw: bytes written instead of a notebook (None: build one). notebook: False
     means the folder holds no notebook at all. kernelspec / minor / duplicate / split: see build().
@@ -534,8 +534,8 @@ def _raw(mutate):
 
 
 def _deep_metadata(folder, fill):
-    """An honest notebook whose metadata holds an object nested 5,000 deep \
-(JSON text: no encoder recursion)."""
+    """An honest notebook whose metadata holds an object nested 5,000 deep (JSON text: no encoder
+    recursion)."""
     text = _raw(lambda nb: nb["metadata"].update(deep="@DEEP@")).decode()
     (folder / "01_layers.ipynb").write_text(text.replace('"@DEEP@"', '{"x": ' * 5000 + "{}" + "}" * 5000))
 
@@ -626,8 +626,8 @@ def make(attack, folder, fill):
 
 
 def build(attack, fill):
-    """The bytes of the attack's notebook (or None: no file). \
-fill: {name: value} for the code's {placeholders}."""
+    """The bytes of the attack's notebook (or None: no file). fill: {name: value} for the code's
+    {placeholders}."""
     if attack.raw is not None:
         return attack.raw
     if not attack.notebook:
