@@ -21,17 +21,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from .data import PetImages
+
 if TYPE_CHECKING:
     from PIL import Image
-
-    from .data import PetImages
 
 SEVERITIES: dict[str, tuple[float, ...]] = {
     "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
@@ -99,7 +98,7 @@ def square(image: Image.Image, size: int) -> Image.Image:
     return TF.center_crop(TF.resize(image, size), size)
 
 
-class ShiftedImages(torch.utils.data.Dataset):
+class ShiftedImages(PetImages):
     """A corrupted copy of a ``course.data.PetImages`` split: (image, label) pairs, the same labels.
 
     Each photo is cropped to ``size`` by ``square``, corrupted by ``kind`` at ``severity`` with the noise
@@ -107,31 +106,27 @@ class ShiftedImages(torch.utils.data.Dataset):
     and read back from then on (``cache / f"{kind}-{severity}-seed{seed}-{size}px" / f"{file stem}.png"``,
     written under a temporary name and renamed, so an interrupted run leaves no half-written photo).
     ``transform`` turns the PIL image into what the model takes (e.g. to a tensor and normalise; no resizing
-    needed). A photo that cannot be decoded is skipped with a warning, as ``PetImages`` does.
+    needed). A photo that cannot be decoded is skipped with a warning (``PetImages.__getitem__``).
     """
 
     def __init__(self, dataset: PetImages, kind: str, severity: int, size: int = 224, seed: int = 0,
                  cache: str | os.PathLike[str] | None = None,
                  transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
         _check(kind, severity)
-        self.dataset, self.kind, self.severity, self.size, self.seed = dataset, kind, severity, size, seed
-        self.transform = transform
+        super().__init__(dataset.files, dataset.labels, dataset.classes, transform)
+        self.clean, self.kind, self.severity, self.size, self.seed = dataset, kind, severity, size, seed
         self.folder = (Path(cache) / f"{kind}-{severity}-seed{seed}-{size}px") if cache is not None else None
-        self.labels, self.classes, self.bad = dataset.labels, dataset.classes, set()
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def image(self, index: int) -> Image.Image:
+    def load(self, index: int) -> Image.Image:
         """Photo ``index`` corrupted (from the cache when it is there); OSError if it cannot be read."""
         from PIL import Image
 
-        name = Path(self.dataset.files[index]).name
+        name = Path(self.files[index]).name
         cached = self.folder / f"{Path(name).stem}.png" if self.folder is not None else None
         if cached is not None and cached.is_file():
             with Image.open(cached) as img:
                 return img.convert("RGB")
-        out = corrupt(square(self.dataset.load(index), self.size), self.kind, self.severity,
+        out = corrupt(square(self.clean.load(index), self.size), self.kind, self.severity,
                       photo_seed(self.seed, name))
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -139,18 +134,3 @@ class ShiftedImages(torch.utils.data.Dataset):
             out.save(partial, format="PNG")
             partial.replace(cached)
         return out
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | Image.Image, int]:
-        for offset in range(len(self)):
-            i = (index + offset) % len(self)
-            if i in self.bad:
-                continue
-            try:
-                img = self.image(i)
-            except OSError as err:
-                self.bad.add(i)
-                warnings.warn(f"skipping unreadable image {self.dataset.files[i]}: {err}", RuntimeWarning,
-                              stacklevel=2)
-                continue
-            return (self.transform(img) if self.transform else img), self.labels[i]
-        raise RuntimeError("no readable image in this dataset")
