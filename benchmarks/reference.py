@@ -38,3 +38,13 @@ def tools():
     space = _space("05_unfreezing")
     return Tools(space["freeze_to"], space["even_mults"], space["bn_freeze"], space["fine_tune"],
                  space["unfreeze_schedule"])
+
+
+@lru_cache(maxsize=None)
+def surgery_tools():
+    """``course.surgery.Tools`` filled with notebook 06's reference answers (and the helpers it is given)."""
+    from course.surgery import Tools
+
+    space = _space("06_which_layers")
+    return Tools(space["surgical"], space["lp_ft"], space["relative_grad_norms"], space["cache_features"],
+                 space["bn_freeze"])
