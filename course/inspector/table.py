@@ -4,10 +4,16 @@ gradients flow, and the mistakes found on the way (``warnings``).
 
 ``layer_table`` is a pure function of the model and optimizer; ``format_table`` prints its rows as text;
 ``totals`` counts parameters and optimizer state. ``course.inspector.widget`` draws the same rows.
+
+Group rows can carry a ``score`` per layer group that the caller computed (notebook 06 passes the relative
+gradient norms from its own ``relative_grad_norms``, Auto-RGN's score); this module only checks and shows
+those numbers. It computes no relative gradient norm itself: that is notebook 06's exercise.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +43,8 @@ class Row:
     warnings: the mistakes found on this row's own parameters and module.
     child_warnings: how many warnings rows below it carry (so a collapsed row still shows them).
     has_children: whether the module has child modules.
+    score: a number per layer group computed by the caller (``layer_table(..., scores=...)``, e.g. the
+        relative gradient norm in notebook 06); None on module rows and without scores.
     """
 
     path: str
@@ -53,6 +61,36 @@ class Row:
     warnings: list[str] = field(default_factory=list)
     child_warnings: int = 0
     has_children: bool = False
+    score: float | None = None
+
+
+SCORE_LABEL = "relative grad norm"
+"""The default name of the score column (notebook 06's relative gradient norms)."""
+
+
+def check_scores(scores: Any, n_groups: int) -> list[float]:
+    """``scores`` as a list of ``n_groups`` finite floats, one per layer group; else ValueError saying why.
+
+    Accepts a list or tuple of numbers (Python, NumPy or one-element tensors) or a 1-D tensor or array.
+    """
+    expected = f"expected {n_groups} finite numbers, one per layer group (input to output)"
+    if hasattr(scores, "tolist") and not isinstance(scores, numbers.Number):  # a tensor or an array
+        scores = scores.tolist()
+    if isinstance(scores, (str, bytes)) or not isinstance(scores, Iterable):
+        raise ValueError(f"scores must be a list of numbers, not {type(scores).__name__}: {expected}")
+    values = list(scores)
+    if len(values) != n_groups:
+        raise ValueError(f"got {len(values)} scores, {expected}")
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"score {i} is {v!r} ({type(v).__name__}), not a number: {expected}")
+        if not math.isfinite(v):
+            raise ValueError(f"score {i} is {v}, not finite: {expected}")
+        out.append(float(v))
+    return out
 
 
 def _share(part: int, whole: int) -> str:
@@ -157,17 +195,25 @@ def layer_table(
     optimizer: Optimizer | None = None,
     groups: Sequence[nn.Module] | None = None,
     by: str = "module",
+    scores: Sequence[float] | None = None,
 ) -> list[Row]:
     """The inspector's rows: a list of ``Row``, one per module (depth first, the model itself left out)
     or, with ``by="group"``, one per layer group in ``groups``.
+
+    ``scores`` (only with ``by="group"``): one finite number per group, computed by the caller (notebook 06:
+    the relative gradient norms of its ``relative_grad_norms``), stored in each group row's ``score``. A
+    wrong count or a value that is not a finite number raises ValueError naming the count expected.
 
     A parameter's warnings are reported on the module that owns it directly; ancestors count them in
     ``child_warnings``. Cost: one pass over the modules and their parameters (milliseconds for ResNet-50).
     """
     opt = _OptimizerView(optimizer)
+    if scores is not None and by != "group":
+        raise ValueError('scores are one per layer group: pass them with groups and by="group"')
     if by == "group":
         if groups is None:
             raise ValueError('by="group" needs groups: a list of modules, input to output')
+        checked = check_scores(scores, len(groups)) if scores is not None else None
         rows = []
         for i, group in enumerate(groups):
             params = list(group.parameters())
@@ -186,6 +232,8 @@ def layer_table(
                     False,
                 )
             )
+            if checked is not None:
+                rows[-1].score = checked[i]
         return rows
     if by != "module":
         raise ValueError(f'by must be "module" or "group", not {by!r}')
@@ -221,21 +269,30 @@ def _fmt_values(values: tuple[float, ...]) -> str:
     return ",".join(f"{v:g}" for v in values) if values else "-"
 
 
-def format_table(rows: list[Row], max_rows: int | None = None) -> str:
-    """The rows as a plain-text table (what terminals, nbconvert and graders show)."""
+def format_table(rows: list[Row], max_rows: int | None = None, score_label: str = SCORE_LABEL) -> str:
+    """The rows as a plain-text table (what terminals, nbconvert and graders show).
+
+    When some row has a ``score``, a last column headed ``score_label`` shows it (3 significant digits).
+    """
     header = (
         f"{'module':40} {'type':18} {'params':>10} {'trainable':>10} {'frozen':6} {'BN':5} {'in opt':6} "
         f"{'lr':>9} {'wd':>6} {'|grad|':>9}"
     )
+    with_scores = any(r.score is not None for r in rows)
+    width = max(9, len(score_label))
+    if with_scores:
+        header += f" {score_label:>{width}}"
     lines = [header, "-" * len(header)]
     shown = rows if max_rows is None else rows[:max_rows]
     for r in shown:
         name = ("  " * r.depth + r.path.rsplit(".", 1)[-1])[:40]  # group rows: depth 0, no dot
         grad = "-" if r.grad_norm is None else f"{r.grad_norm:.3g}"
+        score = "-" if r.score is None else f"{r.score:.3g}"
         lines.append(
             f"{name:40} {r.kind[:18]:18} {r.params:>10,} {r.trainable:>10,} {r.frozen or '-':6} "
             f"{r.bn_mode or '-':5} {r.in_optimizer or '-':6} {_fmt_values(r.lr):>9} "
             f"{_fmt_values(r.weight_decay):>6} {grad:>9}"
+            + (f" {score:>{width}}" if with_scores else "")
         )
         for w in r.warnings:
             lines.append(f"{'':4}{'  ' * r.depth}! {w}")

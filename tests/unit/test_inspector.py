@@ -196,3 +196,123 @@ def test_resnet50_opens_and_refreshes_quickly(record_timing):
     record_timing("inspector on ResNet-50: open", opened)
     record_timing("inspector on ResNet-50: refresh", refreshed)
     assert len(widget._views) == len(list(net.children()))
+
+
+# -- scores per layer group (notebook 06: the student's relative gradient norms) ---------------------------
+# The course computes no relative gradient norm (notebook 06's exercise); the tests compute their own.
+
+
+def _score_setup():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    groups = [net[:2], net[2:4], net[4:]]
+    images, labels = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    return net, groups, images, labels
+
+
+def _relative_grad_norms(net, groups, images, labels):
+    """||grad|| / ||weights|| per group, after one backward pass (0 for a group without gradients)."""
+    net.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(net(images), labels).backward()
+    out = []
+    for g in groups:
+        params = list(g.parameters())
+        weights = torch.sqrt(sum(p.detach().pow(2).sum() for p in params))
+        grads = [p.grad for p in params if p.grad is not None]
+        out.append((torch.sqrt(sum(q.pow(2).sum() for q in grads)) / weights).item() if grads else 0.0)
+    return out
+
+
+def test_group_scores_column_in_order():
+    net, groups, images, labels = _score_setup()
+    scores = _relative_grad_norms(net, groups, images, labels)
+    rows = layer_table(net, groups=groups, by="group", scores=scores)
+    assert [r.score for r in rows] == pytest.approx(scores)
+    text = format_table(rows)
+    lines = text.splitlines()
+    assert lines[0].rstrip().endswith("relative grad norm")
+    assert [line.split()[-1] for line in lines[2:]] == [f"{s:.3g}" for s in scores]
+    assert "my score" in format_table(rows, score_label="my score").splitlines()[0]
+    assert all(r.score is None for r in layer_table(net)), "module rows carry no score"
+
+
+def test_without_scores_the_table_is_unchanged():
+    net, groups, images, labels = _score_setup()
+    _relative_grad_norms(net, groups, images, labels)
+    plain = layer_table(net, groups=groups, by="group")
+    assert all(r.score is None for r in plain)
+    text = format_table(plain)
+    assert "relative grad norm" not in text and text.splitlines()[0].rstrip().endswith("|grad|")
+    scored = format_table(layer_table(net, groups=groups, by="group", scores=[1.0, 2.0, 3.0]))
+    assert [line[: len(text.splitlines()[2])] for line in scored.splitlines()[2:]] == text.splitlines()[2:], \
+        "the score column only adds to the right"
+    assert format_table(layer_table(net)) == format_table(layer_table(net), score_label="other")
+
+
+def test_wrong_scores_raise_value_error_with_the_count_expected():
+    net, groups, _, _ = _score_setup()
+    for bad in ([1.0, 2.0], [1.0, 2.0, 3.0, 4.0], [1.0, float("nan"), 3.0], [1.0, "2", 3.0],
+                [1.0, None, 3.0], 3.0, "abc"):
+        with pytest.raises(ValueError, match="expected 3 finite numbers"):
+            layer_table(net, groups=groups, by="group", scores=bad)
+    rows = layer_table(net, groups=groups, by="group", scores=torch.tensor([1.0, 2.0, 3.0]))
+    assert [r.score for r in rows] == [1.0, 2.0, 3.0], "a tensor of scores is fine"
+    with pytest.raises(ValueError, match="by=\"group\""):
+        layer_table(net, scores=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="expected 3"):
+        inspect(net, groups=groups, group_scores=lambda: [1.0, 2.0])
+
+
+def test_group_scores_needs_groups():
+    net, _, _, _ = _score_setup()
+    with pytest.raises(ValueError, match="needs groups"):
+        inspect(net, group_scores=lambda: [1.0])
+
+
+def test_widget_calls_group_scores_again_on_refresh():
+    net, groups, images, labels = _score_setup()
+    calls = []
+
+    def scores():
+        calls.append(1)
+        return _relative_grad_norms(net, groups, images, labels)
+
+    widget = inspect(net, groups=groups, group_scores=scores)
+    assert len(calls) == 1
+    first = widget.scores
+    assert first == pytest.approx(_relative_grad_norms(net, groups, images, labels))
+    assert f"{first[0]:.3g}" in widget.group_labels[0].value
+    top = max(range(3), key=first.__getitem__)
+    assert f"group {top} the largest" in widget.score_summary.value
+    assert widget.score_bars[top].value == 1.0 and all(b.value <= 1.0 for b in widget.score_bars)
+    with torch.no_grad():  # shrink the last group's weights: its relative gradient norm changes
+        net[4].weight.mul_(0.01)
+    widget.refresh_button.click()
+    assert len(calls) == 2
+    assert widget.scores[2] != pytest.approx(first[2])
+    assert f"{widget.scores[2]:.3g}" in widget.group_labels[2].value
+    assert f"{widget.scores[2]:.3g}" in widget.table(), "the text table shows the scores too"
+    widget.group_checks[0].value = True  # freezing refreshes, so the scores are read again
+    assert len(calls) == 3 and widget.scores[0] == 0.0
+
+
+def test_widget_shows_the_error_when_group_scores_raises():
+    net, groups, images, labels = _score_setup()
+    fail = [True]
+
+    def scores():
+        if fail[0]:
+            raise ZeroDivisionError("my bug")
+        return _relative_grad_norms(net, groups, images, labels)
+
+    widget = inspect(net, groups=groups, group_scores=scores)
+    assert widget.scores is None and "ZeroDivisionError: my bug" in widget.score_summary.value
+    assert "my bug" in widget.table()
+    assert all(b.value == 0.0 for b in widget.score_bars)
+    fail[0] = False
+    widget.refresh()
+    assert widget.score_error is None and "largest" in widget.score_summary.value
+    fail[0] = None  # now it returns the wrong count: shown on a refresh, not raised from a button
+    widget.group_scores = lambda: [1.0]
+    widget.refresh()
+    assert widget.scores is None and "expected 3" in widget.score_summary.value
