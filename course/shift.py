@@ -1,6 +1,5 @@
-"""Shifted test sets: the pet photos corrupted as ImageNet-C corrupts ImageNet. No notebook imports it
-yet: it is the first piece of a notebook 06 on which layers to unfreeze when the test photos differ from the
-training ones.
+"""Shifted test sets: the pet photos corrupted as ImageNet-C corrupts ImageNet, for notebook 06 (which layers
+to unfreeze when the test photos differ from the training ones) and ``benchmarks.which_layers``.
 
 Hendrycks and Dietterich (ICLR 2019, "Benchmarking Neural Network Robustness to Common Corruptions and
 Perturbations") fixed five severities for each corruption before measuring anything; ``SEVERITIES`` holds

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from course.strategies import STRATEGIES, load_results, summary
+from tests.support.prose import quoted
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "source" / "05_unfreezing" / "05_unfreezing.ipynb"
@@ -77,18 +78,6 @@ def derivable(results):
     figures |= {str(v) for v in setting["photos"].values()} | {
         str(setting["size"]), str(setting["batch"]), str(setting["epochs"]), str(setting["classes"])}
     return figures
-
-
-FIGURE = re.compile(r"(?<![\w.-])(\d+\.\d+(?:e-\d+)?|\d+)"
-                    r"(?= ?(?:%|points|s\b|px|photos|epochs|steps|breeds))")
-
-
-def quoted(prose):
-    """The figures a prose cell quotes: numbers followed by %, points, s, px, photos, epochs, steps or breeds,
-    and every decimal number or rate written e.g. 1.2e-03."""
-    found = set(FIGURE.findall(prose))
-    found |= set(re.findall(r"(?<![\w.])\d+\.\d+(?:e-\d+)?(?![\w.])", prose))
-    return found
 
 
 @pytest.fixture(scope="module")
