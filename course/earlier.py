@@ -3,14 +3,15 @@
 In a class, each assignment that needs earlier answers (03 uses 02's ``freeze_to``) brings the reference
 answers in a cell of its own, released after those exercises are due. The self-study edition hands out
 every notebook at once, so it holds no answers: that cell calls ``earlier`` instead, which reads your earlier
-notebook and returns the functions you wrote there. Used by the given cells of notebooks 03 and 05 in that
-edition.
+notebook and returns the functions you wrote there. Used by the given cells of notebooks 03, 05 and 06 in
+that edition.
 
     freeze_to, changed_params = earlier("02_freezing", "freeze_to", "changed_params")
 
 Only the parts of the notebook that define things run: its ``import`` statements, functions and classes,
-and assignments that call nothing (``NORM_TYPES = (...)``; one that needs a name nothing defined is skipped),
-from every code cell, in order. Nothing it trains or plots runs again.
+assignments that call nothing (``NORM_TYPES = (...)``; one that needs a name nothing defined is skipped), and
+its own ``earlier`` loads (so that 05's ``SnapshotLoader``, taken by 06, finds the ``changed_params`` that
+05 loaded from 02), from every code cell, in order. Nothing it trains or plots runs again.
 """
 import ast
 import json
@@ -21,9 +22,17 @@ from typing import Any
 _SAFE = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
 
 
+def _loads_earlier(node: ast.stmt) -> bool:
+    """``a, b = earlier("02_freezing", "a", "b")``: the self-study edition's cell that loads a notebook's own
+    earlier answers. Run, so that a function of that notebook which uses them (05's ``SnapshotLoader`` calls
+    02's ``changed_params``) finds them when a later notebook (06) takes it."""
+    return (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id == "earlier")
+
+
 def _defines_only(node: ast.stmt) -> bool:
-    """Imports, definitions, and assignments whose value calls nothing."""
-    if isinstance(node, _SAFE):
+    """Imports, definitions, assignments whose value calls nothing, and the edition's ``earlier`` loads."""
+    if isinstance(node, _SAFE) or _loads_earlier(node):
         return True
     return (isinstance(node, (ast.Assign, ast.AnnAssign))
             and not any(isinstance(n, ast.Call) for n in ast.walk(node)))
@@ -59,12 +68,17 @@ def definitions(path: str | Path) -> tuple[dict[str, Any], set[str]]:
                 continue
             if isinstance(node, ast.FunctionDef):
                 (stubs.add if _is_stub(node) else stubs.discard)(node.name)
+            if _loads_earlier(node):   # from the notebooks beside this one, whatever the current folder
+                node.value.keywords = [k for k in node.value.keywords if k.arg not in ("folder", "quiet")] + [
+                    ast.keyword("folder", ast.Constant(str(path.resolve().parent.parent))),
+                    ast.keyword("quiet", ast.Constant(True))]
+                ast.fix_missing_locations(node)
             try:
                 code = compile(ast.Module([node], []), f"{path.name}, cell {index}", "exec")
                 exec(code, space)  # noqa: S102  (only the notebook's imports and definitions, as above)
             except Exception:  # noqa: BLE001 - a constant computed from what did not run (FAST): not needed
-                if not isinstance(node, (ast.Assign, ast.AnnAssign)):
-                    raise
+                if not isinstance(node, (ast.Assign, ast.AnnAssign)) or _loads_earlier(node):
+                    raise   # an earlier answer not written yet: say so now, not as a NameError later
     return space, stubs
 
 

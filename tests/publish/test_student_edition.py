@@ -207,3 +207,40 @@ def test_scan_refuses_a_given_cell_left_in_the_edition(edition, tmp_path):
     problems = student_edition.scan(copy)
     assert any("gives the answers of 02_freezing" in p for p in problems), problems
     assert any("holds a whole solution" in p for p in problems), problems  # its text, too
+
+
+def test_a_function_taken_from_an_earlier_notebook_finds_what_that_notebook_loaded(edition, tmp_path,
+                                                                                    monkeypatch):
+    """Notebook 06 takes 05's SnapshotLoader, which calls the changed_params that 05's edition cell loads from
+    02: with 01, 02, 03 and 05 solved in the edition's form, 06's cell gives a working SnapshotLoader; with 02
+    unsolved, loading says to finish 02 (not a NameError in the middle of an exercise's test)."""
+    nb = json.loads((edition / "release" / "06_which_layers" / "06_which_layers.ipynb").read_text())
+    source = "".join(next(c for c in nb["cells"] if c["metadata"].get("course", {}).get("loads"))["source"])
+    solved = tmp_path / "solved"
+    # the student's answers: the edition's notebooks with the source's solution cells put in (05's own cell
+    # loads from 01, 02 and 03)
+    for name in ("01_layers", "02_freezing", "03_optimizer", "05_unfreezing"):
+        shutil.copytree(edition / "release" / name, solved / name)
+        mine = json.loads((solved / name / f"{name}.ipynb").read_text())
+        answers = {c["metadata"]["nbgrader"]["grade_id"]: c["source"]
+                   for c in json.loads((ROOT / "source" / name / f"{name}.ipynb").read_text())["cells"]
+                   if c["metadata"].get("nbgrader", {}).get("solution")}
+        for c in mine["cells"]:
+            grade_id = c["metadata"].get("nbgrader", {}).get("grade_id")
+            if grade_id in answers:
+                c["source"] = answers[grade_id]
+        (solved / name / f"{name}.ipynb").write_text(json.dumps(mine))
+    (solved / "06_which_layers").mkdir()
+    monkeypatch.chdir(solved / "06_which_layers")
+    space = {}
+    exec(source, space)  # noqa: S102  (the edition's own cell, run as the student's kernel would)
+    net, groups, batches = space["tiny_groups"]()
+    loader = space["SnapshotLoader"](net, batches)
+    list(loader)
+    with __import__("torch").no_grad():
+        net[4].bias.add_(1.0)
+    assert loader.changed_per_epoch() == [["4.bias"]]
+
+    shutil.copy(edition / "release" / "02_freezing" / "02_freezing.ipynb", solved / "02_freezing")
+    with pytest.raises(NotImplementedError, match="changed_params in .*02_freezing.ipynb is not written yet"):
+        exec(source, {})  # noqa: S102  (the same cell, with 02 unsolved)
