@@ -47,4 +47,4 @@ def surgery_tools():
 
     space = _space("06_which_layers")
     return Tools(space["surgical"], space["lp_ft"], space["relative_grad_norms"], space["cache_features"],
-                 space["bn_freeze"])
+                 space["bn_freeze"], space["set_bn_eval"])

@@ -13,7 +13,11 @@ The recipes (``RECIPES``), all with the same budget of ``probe_epochs + tune_epo
 - ``g<k>``, surgical fine-tuning (Lee et al., ICLR 2023) of layer group k alone, after the same probe: the
   papers adapt a model whose head already fits the labels, so here the head is probed first and then frozen;
 - ``rgn``, Auto-RGN after the same probe: everything trainable, group g at ``rate * s_g / max(s)``, with
-  ``s`` the relative gradient norms measured once on the probed model (the paper rescales at every step).
+  ``s`` the relative gradient norms measured once on the probed model (the paper rescales at every step);
+- ``ft_bn``, ``lpft_bn``, ``rgn_bn``: controls, the same three with every BatchNorm layer's running statistics
+  frozen (04's ``set_bn_eval`` at each epoch, at the same rates): what of a recipe's effect on shifted photos
+  comes from the statistics a trainable BatchNorm layer re-estimates on augmented training batches, rather
+  than from the weights.
 
 The probe that ``g<k>`` and ``rgn`` start from is trained once per seed, and each of them starts from a copy,
 so they differ only in what the second phase trains (a paired comparison). Every rate comes from a range
@@ -52,6 +56,7 @@ class Tools:
     relative_grad_norms: Callable  # 06: relative_grad_norms(model, groups, images, labels) -> a float a group
     cache_features: Callable       # 05: cache_features(body, loader, device) -> (features, labels) on the CPU
     bn_freeze: Callable            # 05: eval mode for BatchNorm layers whose parameters are all frozen
+    set_bn_eval: Callable          # 04: set_bn_eval(model): every BatchNorm layer in eval mode
 
 
 @dataclass
@@ -83,6 +88,9 @@ def recipes(surgical_groups: dict[int, str] = SURGICAL_GROUPS) -> dict[str, Reci
     out += [Recipe(f"g{k}", f"surgical: group {k}, {name}", f"probed g{k}")
             for k, name in surgical_groups.items()]
     out.append(Recipe("rgn", "Auto-RGN", "probed rgn"))
+    out += [Recipe("ft_bn", "full fine-tuning, BN statistics frozen", "all"),
+            Recipe("lpft_bn", "LP-FT, BN statistics frozen", "probed all"),
+            Recipe("rgn_bn", "Auto-RGN, BN statistics frozen", "probed rgn")]
     return {r.key: r for r in out}
 
 
@@ -90,9 +98,10 @@ RECIPES = recipes()
 
 
 def _fit(model: nn.Module, layer_lrs: list, data: Data, epochs: int, tools: Tools, history: History | None,
-         label: str, progress: bool) -> History:
+         label: str, progress: bool, before_epoch: Callable | None = None) -> History:
     return fit_one_cycle(model, layer_lrs, data.train, epochs, data.valid, data.device,
-                         before_epoch=tools.bn_freeze, history=history or History(label), progress=progress)
+                         before_epoch=before_epoch or tools.bn_freeze, history=history or History(label),
+                         progress=progress)
 
 
 def unfreeze_all(groups: list[nn.Module]) -> None:
@@ -237,21 +246,23 @@ def run_seed(new_model: NewModel, data: Data, tools: Tools, seed: int, keys: lis
     for key in keys:
         recipe = RECIPES[key]
         lr = rates[recipe.rate]
+        base, bn_frozen = key.removesuffix("_bn"), key.endswith("_bn")
+        before_epoch = tools.set_bn_eval if bn_frozen else tools.bn_freeze
         start = time.perf_counter()
-        if key in ("lp", "ft", "lpft"):
+        if base in ("lp", "ft", "lpft"):
             model, groups = fresh()
-            if key == "lp":
+            if base == "lp":
                 tools.surgical(groups, -1)
                 history = _fit(model, [(groups[-1], lr)], data, data.probe_epochs + data.tune_epochs, tools,
                                None, recipe.label, progress)
-            elif key == "ft":
+            elif base == "ft":
                 unfreeze_all(groups)
                 history = _fit(model, [(g, lr) for g in groups], data, data.probe_epochs + data.tune_epochs,
-                               tools, None, recipe.label, progress)
+                               tools, None, recipe.label, progress, before_epoch)
             else:
                 history = tools.lp_ft(model, groups, data.train, data.probe_epochs, data.tune_epochs,
                                       rates["head"], lr, valid_loader=data.valid, device=data.device,
-                                      before_epoch=tools.bn_freeze, progress=progress)
+                                      before_epoch=before_epoch, progress=progress)
         else:
             if probed is None:
                 model, groups = fresh()
@@ -260,8 +271,9 @@ def run_seed(new_model: NewModel, data: Data, tools: Tools, seed: int, keys: lis
             model, groups = fresh()
             model.load_state_dict(probed[0])
             history = copy.deepcopy(probed[1])
-            layer_lrs = second_phase(key, groups, tools, lr, scores)
-            history = _fit(model, layer_lrs, data, data.tune_epochs, tools, history, recipe.label, progress)
+            layer_lrs = second_phase(base, groups, tools, lr, scores)
+            history = _fit(model, layer_lrs, data, data.tune_epochs, tools, history, recipe.label, progress,
+                           before_epoch)
         seconds = time.perf_counter() - start
         last = history.epochs[-1]
         record = {"key": key, "label": recipe.label, "seed": seed, "lr": lr, "valid_acc": last["accuracy"],
