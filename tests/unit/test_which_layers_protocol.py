@@ -49,6 +49,7 @@ def derivable(results):
         str(setting[k]) for k in ("size", "batch", "probe_epochs", "tune_epochs", "classes", "severity")}
     figures.add(str(setting["probe_epochs"] + setting["tune_epochs"]))
     figures.add(f"{setting['seconds'] / 60:.0f}")
+    figures |= {f"{s:.3g}" for s in setting["relative_grad_norms"]}
     return figures
 
 
