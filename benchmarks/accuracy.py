@@ -22,7 +22,16 @@ from benchmarks.pets import make_setup
 from benchmarks.reference import tools
 from course.device import default_device
 from course.lr_find import SUGGESTION_RULE
-from course.strategies import STRATEGIES, Data, find_rates, format_table, run, save_results, summary
+from course.strategies import (
+    STRATEGIES,
+    Data,
+    find_rates,
+    format_table,
+    rates_record,
+    run,
+    save_results,
+    summary,
+)
 
 
 def commit():
@@ -101,10 +110,7 @@ def main(argv=None, description=__doc__, defaults=None):
                    "finder_steps": args.finder_steps, "commit": code,
                    "command": "python -m benchmarks.accuracy " + " ".join(argv if argv is not None else
                                                                              __import__("sys").argv[1:])}
-        rate_info = {"rule": SUGGESTION_RULE} | {name: {"suggestion": c.suggestion, "lrs": c.lrs,
-                                                        "losses": c.losses, "stopped": c.stopped,
-                                                        "label": c.label}
-                                                 for name, c in curves.items()}
+        rate_info = rates_record(curves)
         save_results(args.out, records, rate_info, setting)
         print(f"results written to {args.out}")
     return records, curves

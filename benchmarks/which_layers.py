@@ -29,7 +29,7 @@ from course.loaders import eval_transform, make_loader, train_transform
 from course.lr_find import SUGGESTION_RULE
 from course.pretrained import LITE0_MEAN, LITE0_STD, efficientnet_lite0, lite0_groups
 from course.shift import CORRUPTIONS, ShiftedImages
-from course.strategies import save_results
+from course.strategies import rates_record, save_results
 from course.surgery import RECIPES, Data, find_rates, format_table, run_seed, summary
 
 DEFAULT_CACHE = Path.home() / ".cache" / "freezing-course" / "shifted"
@@ -121,10 +121,7 @@ def main(argv=None):
                    "seconds": time.perf_counter() - start,
                    "command": "python -m benchmarks.which_layers " + " ".join(
                        argv if argv is not None else sys.argv[1:])}
-        rate_info = {"rule": SUGGESTION_RULE} | {name: {"suggestion": c.suggestion, "lrs": c.lrs,
-                                                        "losses": c.losses, "stopped": c.stopped,
-                                                        "label": c.label}
-                                                 for name, c in curves.items()}
+        rate_info = rates_record(curves)
         save_results(args.out, records, rate_info, setting)
         print(f"results written to {args.out}")
     return records, curves

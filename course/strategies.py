@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .fit import History, evaluate, fit_one_cycle
-from .lr_find import LRFind, lr_find
+from .lr_find import SUGGESTION_RULE, LRFind, lr_find
 
 NewModel = Callable[..., tuple[nn.Module, list[nn.Module]]]
 """``new_model(seed, pretrained=True)`` -> ``(model on data.device, layer groups)``."""
@@ -227,6 +227,19 @@ def run(strategy: Strategy, new_model: NewModel, data: Data, tools: Tools, seed:
     return model, record
 
 
+def spread(values: list[float], scale: float = 100.0) -> dict[str, float]:
+    """``{"mean", "min", "max", "sd"}`` of ``values`` times ``scale`` (100: fractions as %), sd 0 for one
+    value: a figure over seeds (notebooks 05 and 06)."""
+    values = [scale * v for v in values]
+    return {"mean": statistics.mean(values), "min": min(values), "max": max(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def format_spread(s: dict[str, float], several: bool) -> str:
+    """A ``spread`` as text: ``" 93.5 (93.0-94.3)"`` over several seeds, the mean alone for one."""
+    return f"{s['mean']:5.1f} ({s['min']:.1f}-{s['max']:.1f})" if several else f"{s['mean']:5.1f}"
+
+
 def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per strategy over its seeds: ``{"key", "label", "seeds", "valid", "test", "train", "seconds",
     "steps"}``, where ``valid``, ``test`` and ``train`` are accuracies in % as ``{"mean", "min", "max",
@@ -234,12 +247,6 @@ def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = {}
     for r in records:
         rows.setdefault(r["key"], []).append(r)
-
-    def spread(values: list[float]) -> dict[str, float]:
-        values = [100 * v for v in values]
-        return {"mean": statistics.mean(values), "min": min(values), "max": max(values),
-                "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
-
     return [{"key": key, "label": rs[0]["label"], "seeds": [r["seed"] for r in rs],
              "valid": spread([r["valid_acc"] for r in rs]), "test": spread([r["test_acc"] for r in rs]),
              "train": spread([r["train_acc"] for r in rs]),
@@ -254,9 +261,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
              f"{'steps':>6s}"]
     for r in rows:
         def cell(s: dict[str, float]) -> str:
-            if len(r["seeds"]) > 1:
-                return f"{s['mean']:5.1f} ({s['min']:.1f}-{s['max']:.1f})"
-            return f"{s['mean']:5.1f}"
+            return format_spread(s, len(r["seeds"]) > 1)
         lines.append(f"{r['label']:24s} {cell(r['valid']):>18s} {cell(r['test']):>18s} "
                      f"{r['train']['mean']:8.1f} {r['seconds']:8.1f} {r['steps']:6d}")
     return "\n".join(lines)
@@ -270,6 +275,14 @@ def machine() -> dict[str, str | int]:
     return {"device": gpu or f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+
+
+def rates_record(curves: dict[str, LRFind]) -> dict[str, Any]:
+    """The range tests for a results file: the rule, and each curve's suggestion, rates, losses, stop and
+    label, by name."""
+    return {"rule": SUGGESTION_RULE} | {name: {"suggestion": c.suggestion, "lrs": c.lrs, "losses": c.losses,
+                                               "stopped": c.stopped, "label": c.label}
+                                        for name, c in curves.items()}
 
 
 def save_results(path: str | Path, records: list[dict[str, Any]], rates: dict[str, Any],

@@ -40,7 +40,7 @@ from .fit import History, fit_one_cycle
 from .lr_find import LRFind, lr_find
 from .pretrained import lite0_body_head
 from .probe import feature_distortion
-from .strategies import NewModel
+from .strategies import NewModel, format_spread, spread
 
 SURGICAL_GROUPS = {0: "stem", 4: "stage 4", 8: "head conv"}
 """Lite0's layer groups that surgical recipes tune alone (group 9, the head, is the linear probe)."""
@@ -295,12 +295,6 @@ def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: dict[str, list] = {}
     for r in records:
         rows.setdefault(r["key"], []).append(r)
-
-    def spread(values: list[float], scale: float = 100.0) -> dict[str, float]:
-        values = [scale * v for v in values]
-        return {"mean": statistics.mean(values), "min": min(values), "max": max(values),
-                "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
-
     out = []
     for key, rs in rows.items():
         shifts = [n for n in rs[0]["test"] if n != "clean"]
@@ -324,9 +318,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
              f"{'distortion clean / shifted':>27s}"]
     for r in rows:
         def cell(s: dict[str, float]) -> str:
-            if len(r["seeds"]) > 1:
-                return f"{s['mean']:5.1f} ({s['min']:.1f}-{s['max']:.1f})"
-            return f"{s['mean']:5.1f}"
+            return format_spread(s, len(r["seeds"]) > 1)
         dist = (f"{r['distortion_clean']['mean']:.3f} / {r['distortion_shifted']['mean']:.3f}"
                 if "distortion_clean" in r else "")
         lines.append(f"{r['label']:42s} {cell(r['valid']):>18s} {cell(r['clean']):>18s} "
