@@ -84,7 +84,7 @@ def test_every_exercise_is_checked_and_its_reference_recognised(checked):
         nb = json.loads((ROOT / "source" / name / f"{name}.ipynb").read_text())
         solved = sorted(n for names, _, _ in answers.exercises(nb).values() for n in names)
         assert sorted(exercises[name]) == solved and solved, name
-    assert sum(map(len, exercises.values())) == 20
+    assert sum(map(len, exercises.values())) == 23
 
 
 def test_the_course_package_answers_nothing(checked):

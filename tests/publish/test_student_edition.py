@@ -212,14 +212,14 @@ def test_scan_refuses_a_given_cell_left_in_the_edition(edition, tmp_path):
 def test_a_function_taken_from_an_earlier_notebook_finds_what_that_notebook_loaded(edition, tmp_path,
                                                                                     monkeypatch):
     """Notebook 06 takes 05's SnapshotLoader, which calls the changed_params that 05's edition cell loads from
-    02: with 01, 02, 03 and 05 solved in the edition's form, 06's cell gives a working SnapshotLoader; with 02
+    02: with 01 to 05 solved in the edition's form, 06's cell gives a working SnapshotLoader; with 02
     unsolved, loading says to finish 02 (not a NameError in the middle of an exercise's test)."""
     nb = json.loads((edition / "release" / "06_which_layers" / "06_which_layers.ipynb").read_text())
     source = "".join(next(c for c in nb["cells"] if c["metadata"].get("course", {}).get("loads"))["source"])
     solved = tmp_path / "solved"
-    # the student's answers: the edition's notebooks with the source's solution cells put in (05's own cell
-    # loads from 01, 02 and 03)
-    for name in ("01_layers", "02_freezing", "03_optimizer", "05_unfreezing"):
+    # the student's answers: the edition's notebooks with the source's solution cells put in (06 loads from
+    # 02, 04 and 05; 05's own cell loads from 01, 02 and 03)
+    for name in ("01_layers", "02_freezing", "03_optimizer", "04_batchnorm", "05_unfreezing"):
         shutil.copytree(edition / "release" / name, solved / name)
         mine = json.loads((solved / name / f"{name}.ipynb").read_text())
         answers = {c["metadata"]["nbgrader"]["grade_id"]: c["source"]
