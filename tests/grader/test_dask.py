@@ -117,8 +117,10 @@ def test_dask_gradebook_equals_local_cell_for_cell(two_backends):
     records = [{r["student"]: r for r in results_of(c) if r["student"] != OVERSIZE}
                for c in (local, remote_course)]
     by_backend = [{student: r["status"] for student, r in rec.items()} for rec in records]
-    why = {student: [f"{rec[student]['status']}: {rec[student]['reason']}" for rec in records]
-           for student in by_backend[0] if by_backend[0][student] != by_backend[1].get(student)}
+    why = {student: [f"{rec[student]['status']}: {rec[student]['reason']}" if student in rec else "absent"
+                     for rec in records]
+           for student in by_backend[0].keys() | by_backend[1].keys()
+           if by_backend[0].get(student) != by_backend[1].get(student)}
     assert by_backend[0] == by_backend[1], f"local vs dask, status and reason: {why}"
     assert by_backend[1]["honest_solution"] == "graded" and by_backend[1]["invalid_json"] == "rejected"
 
